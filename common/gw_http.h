@@ -1,0 +1,128 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* HTTP/1.1 server on libuv and Debian's http_parser, shared by the edge,
+ * the hub's admin API and the fake provider. Keep-alive and pipelining (one
+ * request handled at a time per connection, responses in order), chunked
+ * request bodies, Expect: 100-continue, limits on header bytes, header
+ * count, body size and connections, read and idle timeouts, complete or
+ * streamed (chunked / SSE) responses with a bounded write queue.
+ *
+ * Threading: a server belongs to one uv loop; every function here must be
+ * called on that loop's thread. */
+#ifndef GW_HTTP_H
+#define GW_HTTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "gw_buf.h"
+#include "gw_err.h"
+
+struct gw_http_server;
+
+struct gw_http_limits {
+    size_t max_header_bytes;   /* request line + headers; over it: 431 and close */
+    size_t max_headers;        /* header count; over it: 431 and close */
+    size_t max_body_bytes;     /* Content-Length or chunked total; over it: 413 and close */
+    size_t max_connections;    /* further accepts are closed at once */
+    uint64_t read_timeout_ms;  /* from the first byte of a request to its last */
+    uint64_t idle_timeout_ms;  /* keep-alive connection with no request in progress */
+    size_t write_high_water;   /* queued response bytes before gw_http_writable() says 0 */
+};
+
+/* Sensible defaults: 64 KiB headers, 100 headers, 32 MiB body, 10000
+ * connections, 60 s read, 75 s idle, 256 KiB high water. */
+void gw_http_limits_default(struct gw_http_limits *limits);
+
+struct gw_http_header {
+    struct gw_str name;
+    struct gw_str value;
+};
+
+/* One request. All fields are owned by the server and read-only for the
+ * handler; views point into server-owned storage that lives as long as the
+ * request. */
+struct gw_http_req {
+    const char *method;          /* "GET", "POST", ... (static) */
+    struct gw_str target;        /* request target as received, e.g. /v1/messages?beta=true */
+    struct gw_str path;          /* target up to '?' */
+    struct gw_str query;         /* after '?', without it; empty when none */
+    struct gw_http_header *headers;
+    size_t n_headers;
+    struct gw_buf body;          /* complete, de-chunked request body */
+    uint64_t id;                 /* unique within the process */
+    char id_str[24];             /* printable request id for logs */
+    char peer[64];               /* "127.0.0.1:5555" */
+    int http_minor;              /* 0 for HTTP/1.0, 1 for HTTP/1.1 */
+    void *data;                  /* free for the handler */
+};
+
+/* Called once per complete request (head and body). The handler must finish
+ * the request exactly once, now or later on the loop thread, with
+ * gw_http_respond() or gw_http_start() ... gw_http_end(). The request stays
+ * valid until then, even when the client disconnected. */
+typedef void (*gw_http_handler_cb)(struct gw_http_req *req, void *arg);
+/* The client went away before the response was finished. Writes fail with
+ * GW_ECLOSED from now on; the handler must still finish the request. */
+typedef void (*gw_http_abort_cb)(struct gw_http_req *req, void *arg);
+/* The write queue dropped below half of the high-water mark. */
+typedef void (*gw_http_drain_cb)(struct gw_http_req *req, void *arg);
+
+/* Creates a server on `loop`. `limits` is copied; NULL means defaults. */
+gw_err gw_http_server_new(uv_loop_t *loop, const struct gw_http_limits *limits,
+                          gw_http_handler_cb handler, void *arg,
+                          struct gw_http_server **out) GW_WARN_UNUSED;
+/* Formats the body of an error the server answers by itself (400, 408, 413,
+ * 431 ...), so clients get errors in their own API dialect. `path` is the
+ * request path when it was already received (else empty). Append a JSON body
+ * to out; leave it empty for the default {"error":{"message":...}}. Runs on
+ * the loop thread. */
+typedef void (*gw_http_error_body_cb)(int status, const char *message, struct gw_str path,
+                                      struct gw_buf *out, void *arg);
+void gw_http_server_set_error_body(struct gw_http_server *srv, gw_http_error_body_cb cb, void *arg);
+
+/* Listens on "HOST:PORT" ("127.0.0.1:0", "[::1]:8080", "0.0.0.0:443"). With
+ * port 0 the OS picks one; the bound port is written to *bound_port when not
+ * NULL. `reuseport` sets SO_REUSEPORT so several loops can share the port. */
+gw_err gw_http_server_listen(struct gw_http_server *srv, const char *host_port, int reuseport,
+                             int *bound_port) GW_WARN_UNUSED;
+/* Stops accepting, closes every connection (requests in progress get their
+ * abort callback) and frees the server once all handles are closed and all
+ * requests finished; then calls closed_cb (may be NULL). */
+void gw_http_server_close(struct gw_http_server *srv, void (*closed_cb)(void *arg), void *arg);
+
+/* First header with this name (case-insensitive), or NULL. */
+const struct gw_str *gw_http_req_header(const struct gw_http_req *req, const char *name);
+
+/* Adds a response header before gw_http_respond() / gw_http_start(). Both
+ * strings are copied. Content-Length, Transfer-Encoding, Connection and Date
+ * are managed by the server and must not be added. */
+void gw_http_add_header(struct gw_http_req *req, const char *name, const char *value);
+
+/* Sends a complete response with Content-Length and finishes the request.
+ * content_type may be NULL (no body type). */
+void gw_http_respond(struct gw_http_req *req, int status, const char *content_type,
+                     const void *body, size_t len);
+
+/* Starts a streamed response (chunked on HTTP/1.1, close-delimited on 1.0). */
+gw_err gw_http_start(struct gw_http_req *req, int status, const char *content_type) GW_WARN_UNUSED;
+/* Queues body bytes (copied). Never drops data: the caller keeps the queue
+ * bounded by checking gw_http_writable() and waiting for the drain callback.
+ * GW_ECLOSED after the client went away. */
+gw_err gw_http_write(struct gw_http_req *req, const void *data, size_t len) GW_WARN_UNUSED;
+/* 1 while the queued response bytes are below the high-water mark. */
+int gw_http_writable(const struct gw_http_req *req);
+/* Ends a streamed response and finishes the request. */
+void gw_http_end(struct gw_http_req *req);
+/* Finishes the request when the response cannot be completed (e.g. the
+ * upstream broke mid-stream): the connection is closed without a proper end
+ * so the client sees the truncation. */
+void gw_http_abandon(struct gw_http_req *req);
+
+void gw_http_set_abort_cb(struct gw_http_req *req, gw_http_abort_cb cb, void *arg);
+void gw_http_set_drain_cb(struct gw_http_req *req, gw_http_drain_cb cb, void *arg);
+
+/* Reason phrase for a status code ("Not Found"); "Unknown" when unknown. */
+const char *gw_http_status_text(int status);
+
+#endif

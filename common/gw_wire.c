@@ -1,0 +1,636 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The protobuf gate: converts between our gw_msg structs and the protobuf-c
+ * structs generated from proto/carpool.proto. The only file that includes
+ * the generated header. Encoding borrows our strings into short-lived
+ * protobuf-c structs; decoding copies everything out of the unpacked message
+ * and frees it, so no protobuf-c memory ever leaves this file. */
+#include "gw_wire.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "carpool.pb-c.h"
+
+/* ---------------------------------------------------------------- encode */
+
+/* protobuf-c declares string fields as char * but never writes through them
+ * while packing, so borrowing our const strings is safe. */
+static char *
+wire_borrow(const char *s)
+{
+    return (char *)(uintptr_t)s;
+}
+
+/* A fixed-size text field of a usage record must hold a NUL inside its
+ * array; otherwise the record is malformed and we refuse to send it. */
+static gw_err
+wire_fixed_text(const char *field, size_t size, char **out)
+{
+    if (memchr(field, '\0', size) == NULL)
+        return GW_EINVAL;
+    *out = wire_borrow(field);
+    return GW_OK;
+}
+
+static gw_err
+wire_record_to_pb(const struct gw_usage_record *r, Carpool__UsageRecord *pr)
+{
+    gw_err rv;
+
+    carpool__usage_record__init(pr);
+    rv = wire_fixed_text(r->request_id, sizeof(r->request_id), &pr->request_id);
+    if (rv != GW_OK)
+        return rv;
+    rv = wire_fixed_text(r->model, sizeof(r->model), &pr->model);
+    if (rv != GW_OK)
+        return rv;
+    rv = wire_fixed_text(r->dialect, sizeof(r->dialect), &pr->dialect);
+    if (rv != GW_OK)
+        return rv;
+    /* Empty optional text is left out: it decodes back to "" either way. */
+    if (pr->model[0] == '\0')
+        pr->model = NULL;
+    if (pr->dialect[0] == '\0')
+        pr->dialect = NULL;
+    pr->key_id = r->key_id;
+    pr->has_account_id = 1;
+    pr->account_id = r->account_id;
+    pr->has_input_tokens = 1;
+    pr->input_tokens = r->input_tokens;
+    pr->has_output_tokens = 1;
+    pr->output_tokens = r->output_tokens;
+    pr->has_cache_read_tokens = 1;
+    pr->cache_read_tokens = r->cache_read_tokens;
+    pr->has_cache_write_5m_tokens = 1;
+    pr->cache_write_5m_tokens = r->cache_write_5m_tokens;
+    pr->has_cache_write_1h_tokens = 1;
+    pr->cache_write_1h_tokens = r->cache_write_1h_tokens;
+    pr->has_reasoning_tokens = 1;
+    pr->reasoning_tokens = r->reasoning_tokens;
+    pr->has_status = 1;
+    pr->status = r->status;
+    pr->has_latency_ms = 1;
+    pr->latency_ms = r->latency_ms;
+    pr->has_time_ms = 1;
+    pr->time_ms = r->time_ms;
+    pr->has_partial = 1;
+    pr->partial = r->partial ? 1 : 0;
+    return GW_OK;
+}
+
+/* Heap storage for the protobuf-c view of a message while it is packed.
+ * Everything is borrowed from the gw_msg except these arrays. */
+struct wire_enc {
+    Carpool__Key *keys;
+    Carpool__Key **key_ptrs;
+    Carpool__Group *groups;
+    Carpool__Group **group_ptrs;
+    Carpool__Account *accounts;
+    Carpool__Account **account_ptrs;
+    Carpool__Binding *bindings;
+    Carpool__Binding **binding_ptrs;
+    Carpool__UsageRecord *records;
+    Carpool__UsageRecord **record_ptrs;
+};
+
+static void
+wire_enc_fini(struct wire_enc *e)
+{
+    free(e->keys);
+    free(e->key_ptrs);
+    free(e->groups);
+    free(e->group_ptrs);
+    free(e->accounts);
+    free(e->account_ptrs);
+    free(e->bindings);
+    free(e->binding_ptrs);
+    free(e->records);
+    free(e->record_ptrs);
+}
+
+static void
+wire_snapshot_to_pb(const struct gw_wire_snapshot *s, Carpool__Snapshot *ps, struct wire_enc *e)
+{
+    size_t i;
+
+    ps->version = s->version;
+    ps->has_unchanged = 1;
+    ps->unchanged = s->unchanged ? 1 : 0;
+
+    if (s->n_keys > 0) {
+        e->keys = gw_xcalloc(s->n_keys, sizeof(*e->keys));
+        e->key_ptrs = gw_xcalloc(s->n_keys, sizeof(*e->key_ptrs));
+        for (i = 0; i < s->n_keys; i++) {
+            const struct gw_wire_key *k = &s->keys[i];
+            Carpool__Key *pk = &e->keys[i];
+            carpool__key__init(pk);
+            pk->id = k->id;
+            pk->key_hash.data = (uint8_t *)(uintptr_t)k->key_hash;
+            pk->key_hash.len = sizeof(k->key_hash);
+            pk->group_id = k->group_id;
+            pk->has_enabled = 1;
+            pk->enabled = k->enabled ? 1 : 0;
+            pk->has_expires_at = 1;
+            pk->expires_at = k->expires_at;
+            e->key_ptrs[i] = pk;
+        }
+        ps->keys = e->key_ptrs;
+        ps->n_keys = s->n_keys;
+    }
+    if (s->n_groups > 0) {
+        e->groups = gw_xcalloc(s->n_groups, sizeof(*e->groups));
+        e->group_ptrs = gw_xcalloc(s->n_groups, sizeof(*e->group_ptrs));
+        for (i = 0; i < s->n_groups; i++) {
+            Carpool__Group *pg = &e->groups[i];
+            carpool__group__init(pg);
+            pg->id = s->groups[i].id;
+            pg->name = wire_borrow(s->groups[i].name);
+            e->group_ptrs[i] = pg;
+        }
+        ps->groups = e->group_ptrs;
+        ps->n_groups = s->n_groups;
+    }
+    if (s->n_accounts > 0) {
+        e->accounts = gw_xcalloc(s->n_accounts, sizeof(*e->accounts));
+        e->account_ptrs = gw_xcalloc(s->n_accounts, sizeof(*e->account_ptrs));
+        for (i = 0; i < s->n_accounts; i++) {
+            const struct gw_wire_account *a = &s->accounts[i];
+            Carpool__Account *pa = &e->accounts[i];
+            carpool__account__init(pa);
+            pa->id = a->id;
+            pa->name = wire_borrow(a->name);
+            pa->kind = wire_borrow(a->kind);
+            pa->base_url = wire_borrow(a->base_url);
+            if (a->credential != NULL) {
+                pa->has_credential = 1;
+                pa->credential.data = a->credential;
+                pa->credential.len = a->credential_len;
+            }
+            pa->has_priority = 1;
+            pa->priority = a->priority;
+            pa->has_weight = 1;
+            pa->weight = a->weight;
+            pa->has_enabled = 1;
+            pa->enabled = a->enabled ? 1 : 0;
+            e->account_ptrs[i] = pa;
+        }
+        ps->accounts = e->account_ptrs;
+        ps->n_accounts = s->n_accounts;
+    }
+    if (s->n_bindings > 0) {
+        e->bindings = gw_xcalloc(s->n_bindings, sizeof(*e->bindings));
+        e->binding_ptrs = gw_xcalloc(s->n_bindings, sizeof(*e->binding_ptrs));
+        for (i = 0; i < s->n_bindings; i++) {
+            Carpool__Binding *pb = &e->bindings[i];
+            carpool__binding__init(pb);
+            pb->group_id = s->bindings[i].group_id;
+            pb->account_id = s->bindings[i].account_id;
+            e->binding_ptrs[i] = pb;
+        }
+        ps->bindings = e->binding_ptrs;
+        ps->n_bindings = s->n_bindings;
+    }
+}
+
+static gw_err
+wire_batch_to_pb(const struct gw_wire_usage_batch *b, Carpool__UsageBatch *pb, struct wire_enc *e)
+{
+    size_t i;
+    gw_err rv;
+
+    pb->edge_id = wire_borrow(b->edge_id);
+    pb->seq = b->seq;
+    if (b->n_records == 0)
+        return GW_OK;
+    if (b->records == NULL)
+        return GW_EINVAL;
+    e->records = gw_xcalloc(b->n_records, sizeof(*e->records));
+    e->record_ptrs = gw_xcalloc(b->n_records, sizeof(*e->record_ptrs));
+    for (i = 0; i < b->n_records; i++) {
+        rv = wire_record_to_pb(&b->records[i], &e->records[i]);
+        if (rv != GW_OK)
+            return rv;
+        e->record_ptrs[i] = &e->records[i];
+    }
+    pb->records = e->record_ptrs;
+    pb->n_records = b->n_records;
+    return GW_OK;
+}
+
+/* Arrays announced with a count must exist. */
+static int
+wire_snapshot_arrays_ok(const struct gw_wire_snapshot *s)
+{
+    return (s->n_keys == 0 || s->keys != NULL) && (s->n_groups == 0 || s->groups != NULL) &&
+           (s->n_accounts == 0 || s->accounts != NULL) &&
+           (s->n_bindings == 0 || s->bindings != NULL);
+}
+
+gw_err
+gw_wire_encode(const struct gw_msg *msg, struct gw_buf *out)
+{
+    Carpool__Envelope env = CARPOOL__ENVELOPE__INIT;
+    Carpool__Hello hello = CARPOOL__HELLO__INIT;
+    Carpool__HelloReply hello_reply = CARPOOL__HELLO_REPLY__INIT;
+    Carpool__FetchSnapshot fetch = CARPOOL__FETCH_SNAPSHOT__INIT;
+    Carpool__Snapshot snap = CARPOOL__SNAPSHOT__INIT;
+    Carpool__UsageBatch batch = CARPOOL__USAGE_BATCH__INIT;
+    Carpool__UsageAck ack = CARPOOL__USAGE_ACK__INIT;
+    Carpool__Error error = CARPOOL__ERROR__INIT;
+    struct wire_enc enc;
+    size_t size, packed;
+    gw_err rv = GW_EINVAL;
+
+    memset(&enc, 0, sizeof(enc));
+    if (msg == NULL || out == NULL)
+        return GW_EINVAL;
+
+    switch (msg->type) {
+    case GW_MSG_HELLO: {
+        const struct gw_wire_hello *h = &msg->u.hello;
+        hello.edge_id = wire_borrow(h->edge_id);
+        hello.region = wire_borrow(h->region);
+        hello.version = wire_borrow(h->version);
+        if (h->proof != NULL) {
+            hello.has_proof = 1;
+            hello.proof.data = h->proof;
+            hello.proof.len = h->proof_len;
+        }
+        hello.has_snapshot_version = 1;
+        hello.snapshot_version = h->snapshot_version;
+        env.body_case = CARPOOL__ENVELOPE__BODY_HELLO;
+        env.hello = &hello;
+        break;
+    }
+    case GW_MSG_HELLO_REPLY:
+        hello_reply.has_config_version = 1;
+        hello_reply.config_version = msg->u.hello_reply.config_version;
+        hello_reply.has_last_usage_seq = 1;
+        hello_reply.last_usage_seq = msg->u.hello_reply.last_usage_seq;
+        env.body_case = CARPOOL__ENVELOPE__BODY_HELLO_REPLY;
+        env.hello_reply = &hello_reply;
+        break;
+    case GW_MSG_FETCH_SNAPSHOT:
+        fetch.edge_id = wire_borrow(msg->u.fetch_snapshot.edge_id);
+        fetch.has_have_version = 1;
+        fetch.have_version = msg->u.fetch_snapshot.have_version;
+        env.body_case = CARPOOL__ENVELOPE__BODY_FETCH_SNAPSHOT;
+        env.fetch_snapshot = &fetch;
+        break;
+    case GW_MSG_SNAPSHOT:
+        if (!wire_snapshot_arrays_ok(&msg->u.snapshot))
+            goto out;
+        wire_snapshot_to_pb(&msg->u.snapshot, &snap, &enc);
+        env.body_case = CARPOOL__ENVELOPE__BODY_SNAPSHOT;
+        env.snapshot = &snap;
+        break;
+    case GW_MSG_USAGE_BATCH:
+        rv = wire_batch_to_pb(&msg->u.usage_batch, &batch, &enc);
+        if (rv != GW_OK)
+            goto out;
+        env.body_case = CARPOOL__ENVELOPE__BODY_USAGE_BATCH;
+        env.usage_batch = &batch;
+        break;
+    case GW_MSG_USAGE_ACK:
+        ack.seq = msg->u.usage_ack.seq;
+        ack.has_duplicate = 1;
+        ack.duplicate = msg->u.usage_ack.duplicate ? 1 : 0;
+        env.body_case = CARPOOL__ENVELOPE__BODY_USAGE_ACK;
+        env.usage_ack = &ack;
+        break;
+    case GW_MSG_ERROR:
+        error.code = (uint32_t)msg->u.error.code;
+        error.message = wire_borrow(msg->u.error.message);
+        env.body_case = CARPOOL__ENVELOPE__BODY_ERROR;
+        env.error = &error;
+        break;
+    case GW_MSG_NONE:
+    default:
+        rv = GW_EINVAL;
+        goto out;
+    }
+
+    /* Required strings left NULL would crash the packer: check the whole
+     * tree against the descriptors first. */
+    if (!protobuf_c_message_check(&env.base)) {
+        rv = GW_EINVAL;
+        goto out;
+    }
+    size = carpool__envelope__get_packed_size(&env);
+    gw_buf_reserve(out, size);
+    packed = carpool__envelope__pack(&env, (uint8_t *)out->data + out->len);
+    if (packed != size) {
+        rv = GW_EINTERNAL;
+        goto out;
+    }
+    out->len += packed;
+    out->data[out->len] = '\0';
+    rv = GW_OK;
+out:
+    wire_enc_fini(&enc);
+    return rv;
+}
+
+/* ---------------------------------------------------------------- decode */
+
+static char *
+wire_dup(const char *s)
+{
+    return s != NULL ? gw_xstrdup(s) : NULL;
+}
+
+static uint8_t *
+wire_dup_bytes(const ProtobufCBinaryData *b, size_t *len_out)
+{
+    uint8_t *p;
+
+    *len_out = 0;
+    if (b->data == NULL || b->len == 0)
+        return NULL;
+    p = gw_xmalloc(b->len);
+    memcpy(p, b->data, b->len);
+    *len_out = b->len;
+    return p;
+}
+
+/* Copies s into a fixed array, truncating at a UTF-8 character boundary so a
+ * cut never leaves half a character behind. */
+static void
+wire_copy_text(char *dst, size_t size, const char *s)
+{
+    size_t n;
+
+    if (s == NULL) {
+        dst[0] = '\0';
+        return;
+    }
+    n = strnlen(s, size);
+    if (n >= size) {
+        n = size - 1;
+        /* Step back over continuation bytes (10xxxxxx) to the lead byte of
+         * the character that would be cut, and drop it too. */
+        while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+            n--;
+    }
+    memcpy(dst, s, n);
+    dst[n] = '\0';
+}
+
+static void
+wire_record_from_pb(const Carpool__UsageRecord *pr, struct gw_usage_record *r)
+{
+    memset(r, 0, sizeof(*r));
+    wire_copy_text(r->request_id, sizeof(r->request_id), pr->request_id);
+    wire_copy_text(r->model, sizeof(r->model), pr->model);
+    wire_copy_text(r->dialect, sizeof(r->dialect), pr->dialect);
+    r->key_id = pr->key_id;
+    r->account_id = pr->account_id;
+    r->input_tokens = pr->input_tokens;
+    r->output_tokens = pr->output_tokens;
+    r->cache_read_tokens = pr->cache_read_tokens;
+    r->cache_write_5m_tokens = pr->cache_write_5m_tokens;
+    r->cache_write_1h_tokens = pr->cache_write_1h_tokens;
+    r->reasoning_tokens = pr->reasoning_tokens;
+    r->status = pr->status;
+    r->latency_ms = pr->latency_ms;
+    r->time_ms = pr->time_ms;
+    r->partial = pr->partial ? 1 : 0;
+}
+
+static gw_err
+wire_snapshot_from_pb(const Carpool__Snapshot *ps, struct gw_wire_snapshot *s)
+{
+    size_t i;
+
+    s->version = ps->version;
+    s->unchanged = ps->unchanged ? 1 : 0;
+    if (ps->n_keys > 0) {
+        s->keys = gw_xcalloc(ps->n_keys, sizeof(*s->keys));
+        s->n_keys = ps->n_keys;
+        for (i = 0; i < ps->n_keys; i++) {
+            const Carpool__Key *pk = ps->keys[i];
+            struct gw_wire_key *k = &s->keys[i];
+            if (pk->key_hash.len != GW_SHA256_LEN)
+                return GW_EPROTO;
+            k->id = pk->id;
+            memcpy(k->key_hash, pk->key_hash.data, GW_SHA256_LEN);
+            k->group_id = pk->group_id;
+            k->enabled = pk->enabled ? 1 : 0;
+            k->expires_at = pk->expires_at;
+        }
+    }
+    if (ps->n_groups > 0) {
+        s->groups = gw_xcalloc(ps->n_groups, sizeof(*s->groups));
+        s->n_groups = ps->n_groups;
+        for (i = 0; i < ps->n_groups; i++) {
+            s->groups[i].id = ps->groups[i]->id;
+            s->groups[i].name = wire_dup(ps->groups[i]->name);
+        }
+    }
+    if (ps->n_accounts > 0) {
+        s->accounts = gw_xcalloc(ps->n_accounts, sizeof(*s->accounts));
+        s->n_accounts = ps->n_accounts;
+        for (i = 0; i < ps->n_accounts; i++) {
+            const Carpool__Account *pa = ps->accounts[i];
+            struct gw_wire_account *a = &s->accounts[i];
+            a->id = pa->id;
+            a->name = wire_dup(pa->name);
+            a->kind = wire_dup(pa->kind);
+            a->base_url = wire_dup(pa->base_url);
+            if (pa->has_credential)
+                a->credential = wire_dup_bytes(&pa->credential, &a->credential_len);
+            a->priority = pa->priority;
+            a->weight = pa->weight;
+            a->enabled = pa->enabled ? 1 : 0;
+        }
+    }
+    if (ps->n_bindings > 0) {
+        s->bindings = gw_xcalloc(ps->n_bindings, sizeof(*s->bindings));
+        s->n_bindings = ps->n_bindings;
+        for (i = 0; i < ps->n_bindings; i++) {
+            s->bindings[i].group_id = ps->bindings[i]->group_id;
+            s->bindings[i].account_id = ps->bindings[i]->account_id;
+        }
+    }
+    return GW_OK;
+}
+
+/* Error codes from a newer peer that we do not know become EINTERNAL rather
+ * than an out-of-range enum value. */
+static gw_err
+wire_err_code(uint32_t code)
+{
+    return code < (uint32_t)GW_ERR_COUNT ? (gw_err)code : GW_EINTERNAL;
+}
+
+/* Unpacked credentials are secrets: scrub protobuf-c's copy before it goes
+ * back to the allocator. */
+static void
+wire_scrub_pb(Carpool__Envelope *env)
+{
+    size_t i;
+
+    if (env->body_case != CARPOOL__ENVELOPE__BODY_SNAPSHOT || env->snapshot == NULL)
+        return;
+    for (i = 0; i < env->snapshot->n_accounts; i++) {
+        ProtobufCBinaryData *c = &env->snapshot->accounts[i]->credential;
+        if (c->data != NULL && c->len > 0)
+            explicit_bzero(c->data, c->len);
+    }
+}
+
+gw_err
+gw_wire_decode(const void *data, size_t len, size_t max_len, struct gw_msg *out)
+{
+    Carpool__Envelope *env = NULL;
+    gw_err rv = GW_EPROTO;
+
+    if (out == NULL)
+        return GW_EINVAL;
+    memset(out, 0, sizeof(*out));
+    if (len > max_len)
+        return GW_EMSGSIZE;
+    if (data == NULL && len > 0)
+        return GW_EINVAL;
+
+    env = carpool__envelope__unpack(NULL, len, data);
+    if (env == NULL)
+        return GW_EPROTO;
+
+    switch (env->body_case) {
+    case CARPOOL__ENVELOPE__BODY_HELLO: {
+        const Carpool__Hello *h = env->hello;
+        out->type = GW_MSG_HELLO;
+        out->u.hello.edge_id = wire_dup(h->edge_id);
+        out->u.hello.region = wire_dup(h->region);
+        out->u.hello.version = wire_dup(h->version);
+        if (h->has_proof)
+            out->u.hello.proof = wire_dup_bytes(&h->proof, &out->u.hello.proof_len);
+        out->u.hello.snapshot_version = h->snapshot_version;
+        break;
+    }
+    case CARPOOL__ENVELOPE__BODY_HELLO_REPLY:
+        out->type = GW_MSG_HELLO_REPLY;
+        out->u.hello_reply.config_version = env->hello_reply->config_version;
+        out->u.hello_reply.last_usage_seq = env->hello_reply->last_usage_seq;
+        break;
+    case CARPOOL__ENVELOPE__BODY_FETCH_SNAPSHOT:
+        out->type = GW_MSG_FETCH_SNAPSHOT;
+        out->u.fetch_snapshot.edge_id = wire_dup(env->fetch_snapshot->edge_id);
+        out->u.fetch_snapshot.have_version = env->fetch_snapshot->have_version;
+        break;
+    case CARPOOL__ENVELOPE__BODY_SNAPSHOT:
+        out->type = GW_MSG_SNAPSHOT;
+        rv = wire_snapshot_from_pb(env->snapshot, &out->u.snapshot);
+        if (rv != GW_OK)
+            goto out;
+        break;
+    case CARPOOL__ENVELOPE__BODY_USAGE_BATCH: {
+        const Carpool__UsageBatch *pb = env->usage_batch;
+        struct gw_wire_usage_batch *b = &out->u.usage_batch;
+        size_t i;
+        out->type = GW_MSG_USAGE_BATCH;
+        b->edge_id = wire_dup(pb->edge_id);
+        b->seq = pb->seq;
+        if (pb->n_records > 0) {
+            b->records = gw_xcalloc(pb->n_records, sizeof(*b->records));
+            b->n_records = pb->n_records;
+            for (i = 0; i < pb->n_records; i++)
+                wire_record_from_pb(pb->records[i], &b->records[i]);
+        }
+        break;
+    }
+    case CARPOOL__ENVELOPE__BODY_USAGE_ACK:
+        out->type = GW_MSG_USAGE_ACK;
+        out->u.usage_ack.seq = env->usage_ack->seq;
+        out->u.usage_ack.duplicate = env->usage_ack->duplicate ? 1 : 0;
+        break;
+    case CARPOOL__ENVELOPE__BODY_ERROR:
+        out->type = GW_MSG_ERROR;
+        out->u.error.code = wire_err_code(env->error->code);
+        out->u.error.message = wire_dup(env->error->message);
+        break;
+    case CARPOOL__ENVELOPE__BODY__NOT_SET:
+    default:
+        rv = GW_EPROTO;
+        goto out;
+    }
+    rv = GW_OK;
+out:
+    if (rv != GW_OK)
+        gw_msg_fini(out);
+    wire_scrub_pb(env);
+    carpool__envelope__free_unpacked(env, NULL);
+    return rv;
+}
+
+/* ---------------------------------------------------------------- lifetime */
+
+static void
+wire_snapshot_fini(struct gw_wire_snapshot *s)
+{
+    size_t i;
+
+    for (i = 0; i < s->n_groups; i++)
+        free(s->groups[i].name);
+    for (i = 0; i < s->n_accounts; i++) {
+        struct gw_wire_account *a = &s->accounts[i];
+        free(a->name);
+        free(a->kind);
+        free(a->base_url);
+        if (a->credential != NULL)
+            explicit_bzero(a->credential, a->credential_len);
+        free(a->credential);
+    }
+    free(s->keys);
+    free(s->groups);
+    free(s->accounts);
+    free(s->bindings);
+}
+
+void
+gw_msg_fini(struct gw_msg *msg)
+{
+    if (msg == NULL)
+        return;
+    switch (msg->type) {
+    case GW_MSG_HELLO:
+        free(msg->u.hello.edge_id);
+        free(msg->u.hello.region);
+        free(msg->u.hello.version);
+        if (msg->u.hello.proof != NULL)
+            explicit_bzero(msg->u.hello.proof, msg->u.hello.proof_len);
+        free(msg->u.hello.proof);
+        break;
+    case GW_MSG_FETCH_SNAPSHOT:
+        free(msg->u.fetch_snapshot.edge_id);
+        break;
+    case GW_MSG_SNAPSHOT:
+        wire_snapshot_fini(&msg->u.snapshot);
+        break;
+    case GW_MSG_USAGE_BATCH:
+        free(msg->u.usage_batch.edge_id);
+        free(msg->u.usage_batch.records);
+        break;
+    case GW_MSG_ERROR:
+        free(msg->u.error.message);
+        break;
+    case GW_MSG_NONE:
+    case GW_MSG_HELLO_REPLY:
+    case GW_MSG_USAGE_ACK:
+    default:
+        break;
+    }
+    memset(msg, 0, sizeof(*msg));
+}
+
+/* Releases whatever msg held before (a zeroed message holds nothing), so a
+ * decoded request can be turned into an error reply in place. */
+void
+gw_msg_set_error(struct gw_msg *msg, gw_err code, const char *message)
+{
+    gw_msg_fini(msg);
+    msg->type = GW_MSG_ERROR;
+    msg->u.error.code = code;
+    msg->u.error.message = wire_dup(message);
+}

@@ -1,0 +1,161 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The protobuf gate: our own structs for every message of the hub <-> edge
+ * link (proto/carpool.proto) and their encoding. This is the only module
+ * that includes the generated protobuf-c code; the rest of the program sees
+ * only these structs. Decoding checks every size against a caller's limit
+ * before allocating and rejects malformed frames with GW_EPROTO. */
+#ifndef GW_WIRE_H
+#define GW_WIRE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gw_buf.h"
+#include "gw_crypto.h"
+#include "gw_err.h"
+
+enum gw_msg_type {
+    GW_MSG_NONE = 0,
+    GW_MSG_HELLO,
+    GW_MSG_HELLO_REPLY,
+    GW_MSG_FETCH_SNAPSHOT,
+    GW_MSG_SNAPSHOT,
+    GW_MSG_USAGE_BATCH,
+    GW_MSG_USAGE_ACK,
+    GW_MSG_ERROR,
+};
+
+/* All char * fields below are owned NUL-terminated strings (may be NULL
+ * when absent) and all arrays are owned, in a decoded message or in one the
+ * caller built with the gw_x* allocators; gw_msg_fini() frees them. */
+
+struct gw_wire_hello {
+    char *edge_id;
+    char *region;
+    char *version;
+    uint8_t *proof;
+    size_t proof_len;
+    uint64_t snapshot_version;
+};
+
+struct gw_wire_hello_reply {
+    uint64_t config_version;
+    uint64_t last_usage_seq;
+};
+
+struct gw_wire_fetch_snapshot {
+    char *edge_id;
+    uint64_t have_version;
+};
+
+struct gw_wire_key {
+    uint64_t id;
+    uint8_t key_hash[GW_SHA256_LEN];
+    uint64_t group_id;
+    int enabled;
+    int64_t expires_at; /* unix seconds, 0 = never */
+};
+
+struct gw_wire_group {
+    uint64_t id;
+    char *name;
+};
+
+struct gw_wire_account {
+    uint64_t id;
+    char *name;
+    char *kind;       /* "anthropic", "mock", ... */
+    char *base_url;
+    uint8_t *credential; /* plaintext on the link; sealed when it comes out of the store */
+    size_t credential_len;
+    int32_t priority;
+    int32_t weight;
+    int enabled;
+};
+
+struct gw_wire_binding {
+    uint64_t group_id;
+    uint64_t account_id;
+};
+
+struct gw_wire_snapshot {
+    uint64_t version;
+    int unchanged; /* nothing newer than the edge's version; arrays empty */
+    struct gw_wire_key *keys;
+    size_t n_keys;
+    struct gw_wire_group *groups;
+    size_t n_groups;
+    struct gw_wire_account *accounts;
+    size_t n_accounts;
+    struct gw_wire_binding *bindings;
+    size_t n_bindings;
+};
+
+/* One metered request. Fixed-size text fields so the edge can fill records
+ * without allocating; longer values are truncated on decode. */
+struct gw_usage_record {
+    char request_id[48];
+    uint64_t key_id;
+    uint64_t account_id;
+    char model[128];
+    char dialect[16]; /* "anthropic", "openai", "gemini" */
+    uint64_t input_tokens;
+    uint64_t output_tokens;
+    uint64_t cache_read_tokens;
+    uint64_t cache_write_5m_tokens;
+    uint64_t cache_write_1h_tokens;
+    uint64_t reasoning_tokens;
+    uint32_t status;
+    uint32_t latency_ms;
+    int64_t time_ms;
+    int partial;
+};
+
+struct gw_wire_usage_batch {
+    char *edge_id;
+    uint64_t seq;
+    struct gw_usage_record *records;
+    size_t n_records;
+};
+
+struct gw_wire_usage_ack {
+    uint64_t seq;
+    int duplicate;
+};
+
+struct gw_wire_error {
+    gw_err code;
+    char *message;
+};
+
+struct gw_msg {
+    enum gw_msg_type type;
+    union {
+        struct gw_wire_hello hello;
+        struct gw_wire_hello_reply hello_reply;
+        struct gw_wire_fetch_snapshot fetch_snapshot;
+        struct gw_wire_snapshot snapshot;
+        struct gw_wire_usage_batch usage_batch;
+        struct gw_wire_usage_ack usage_ack;
+        struct gw_wire_error error;
+    } u;
+};
+
+/* Serialises msg as one Envelope, appended to out. GW_EINVAL when a required
+ * field is missing (e.g. a NULL edge_id). Borrows msg. */
+gw_err gw_wire_encode(const struct gw_msg *msg, struct gw_buf *out) GW_WARN_UNUSED;
+
+/* Parses one Envelope of `len` bytes. Frames larger than max_len are
+ * refused with GW_EMSGSIZE before anything is allocated; malformed frames,
+ * an empty oneof or wrong key-hash sizes give GW_EPROTO. On success *out
+ * owns everything it points to (release with gw_msg_fini). */
+gw_err gw_wire_decode(const void *data, size_t len, size_t max_len,
+                      struct gw_msg *out) GW_WARN_UNUSED;
+
+/* Frees everything a message owns and zeroes it; safe on a zeroed message. */
+void gw_msg_fini(struct gw_msg *msg);
+
+/* Builds an error message: msg->type = GW_MSG_ERROR, message copied. */
+void gw_msg_set_error(struct gw_msg *msg, gw_err code, const char *message);
+
+#endif

@@ -1,0 +1,96 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The edge's configuration table: every key, its default, bounds and help
+ * text in one place, so flags, environment, --print-config and the docs
+ * reference cannot drift apart. */
+#include "edge_config.h"
+
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gw_log.h"
+
+#define CFG_STR(k, d, field, h)                                                                    \
+    {                                                                                              \
+        (k), GW_CFG_STR, (d), 0, 0, 0, offsetof(struct edge_config, field), (h)                    \
+    }
+#define CFG_INT(k, d, lo, hi, fl, field, h)                                                        \
+    {                                                                                              \
+        (k), GW_CFG_INT, (d), (lo), (hi), (fl), offsetof(struct edge_config, field), (h)           \
+    }
+
+#define RELOAD GW_CFG_F_RELOADABLE
+#define HOUR_MS INT64_C(3600000)
+#define DAY_MS (24 * HOUR_MS)
+
+const struct gw_cfg_entry edge_config_table[] = {
+    CFG_STR("listen", "127.0.0.1:8080", listen,
+            "HOST:PORT of the client-facing HTTP server (port 0: any free port)"),
+    CFG_STR("hub", "inproc://aicarpool-link", hub,
+            "NNG URL of the hub link (inproc://, tcp://, tls+tcp://)"),
+    CFG_STR("edge-id", "local", edge_id, "Id of this edge, unique per hub"),
+    CFG_STR("region", "", region, "Region label sent to the hub"),
+    CFG_INT("poll-interval-ms", "1000", 10, HOUR_MS, RELOAD, poll_interval_ms,
+            "How often the edge asks the hub for a newer configuration snapshot"),
+    CFG_INT("usage-batch-max", "1000", 1, 100000, RELOAD, usage_batch_max,
+            "Most usage records in one batch sent to the hub"),
+    CFG_INT("usage-flush-ms", "1000", 10, HOUR_MS, RELOAD, usage_flush_ms,
+            "Longest delay before queued or unacknowledged usage is sent again"),
+    CFG_INT("usage-queue-max", "100000", 1, 100000000, 0, usage_queue_max,
+            "Usage records held in memory while the hub is unreachable"),
+    CFG_INT("max-body-bytes", "33554432", 1024, INT64_C(1) << 31, 0, max_body_bytes,
+            "Largest request body accepted (413 above)"),
+    CFG_INT("max-header-bytes", "65536", 1024, 1048576, 0, max_header_bytes,
+            "Largest request line plus headers accepted (431 above)"),
+    CFG_INT("max-headers", "100", 8, 10000, 0, max_headers, "Most request headers accepted"),
+    CFG_INT("max-connections", "10000", 1, 10000000, 0, max_connections,
+            "Most client connections open at once"),
+    CFG_INT("read-timeout-ms", "60000", 100, DAY_MS, 0, read_timeout_ms,
+            "Longest time a client may take to send one request"),
+    CFG_INT("idle-timeout-ms", "75000", 100, DAY_MS, 0, idle_timeout_ms,
+            "Idle keep-alive connections are closed after this"),
+    CFG_INT("connect-timeout-ms", "10000", 0, HOUR_MS, RELOAD, connect_timeout_ms,
+            "Upstream connect (TCP + TLS) timeout; 0 = none"),
+    CFG_INT("first-byte-timeout-ms", "300000", 0, DAY_MS, RELOAD, first_byte_timeout_ms,
+            "Upstream: longest wait for the response status line; 0 = none"),
+    CFG_INT("stream-idle-timeout-ms", "300000", 0, DAY_MS, RELOAD, stream_idle_timeout_ms,
+            "Upstream: longest silence between two response chunks; 0 = none"),
+    CFG_INT("total-timeout-ms", "3600000", 0, DAY_MS, RELOAD, total_timeout_ms,
+            "Upstream: longest whole transfer; 0 = none"),
+    CFG_INT("hub-timeout-ms", "10000", 50, HOUR_MS, 0, hub_timeout_ms,
+            "Send and receive timeout of one request to the hub"),
+    CFG_INT("hub-max-msg-bytes", "67108864", 65536, INT64_C(1) << 31, 0, hub_max_msg_bytes,
+            "Largest message accepted from the hub (configuration snapshots)"),
+    CFG_INT("stop-flush-ms", "3000", 0, 600000, 0, stop_flush_ms,
+            "On shutdown, longest wait to deliver pending usage to the hub"),
+    CFG_INT("write-high-water", "262144", 4096, INT64_C(1) << 30, 0, write_high_water,
+            "Queued response bytes per client before upstream reading pauses"),
+    CFG_INT("meter-body-max", "4194304", 0, INT64_C(1) << 30, 0, meter_body_max,
+            "Bytes of a non-streamed response kept to read its usage"),
+    CFG_STR("log-level", "info", log_level, "error, warn, info or debug"),
+    {NULL, GW_CFG_STR, NULL, 0, 0, 0, 0, NULL},
+};
+
+void
+edge_config_defaults(struct edge_config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    for (const struct gw_cfg_entry *e = edge_config_table; e->key; e++) {
+        struct gw_buf errors = GW_BUF_INIT;
+        gw_err rv;
+
+        if (e->def == NULL)
+            continue;
+        rv = gw_config_set(edge_config_table, cfg, e->key, e->def, &errors);
+        if (rv != GW_OK)
+            gw_log(GW_LOG_ERROR, "EDGE-CONFIG", "bad default for %s: %s", e->key,
+                   errors.data ? errors.data : gw_strerror(rv));
+        gw_buf_fini(&errors);
+    }
+}
+
+void
+edge_config_free(struct edge_config *cfg)
+{
+    gw_config_free(edge_config_table, cfg);
+}

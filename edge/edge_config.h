@@ -1,0 +1,60 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The edge's configuration: one struct and the gw_config table that fills it
+ * from flags, AICARPOOL_* environment variables and the config file. The hub
+ * embeds an edge and fills the same struct with edge_config_defaults() before
+ * overriding what it wants. */
+#ifndef EDGE_CONFIG_H
+#define EDGE_CONFIG_H
+
+#include <stdint.h>
+
+#include "gw_config.h"
+
+/* Version reported to the hub in Hello and by --version. */
+#define EDGE_VERSION "0.1.0"
+
+struct edge_config {
+    char *listen;  /* "HOST:PORT" of the client-facing HTTP server */
+    char *hub;     /* NNG URL of the hub's REP socket: inproc://, tcp://, tls+tcp:// */
+    char *edge_id; /* this edge's id, sent in Hello and on every usage batch */
+    char *region;
+    int64_t poll_interval_ms; /* FetchSnapshot period */
+    int64_t usage_batch_max;  /* records per UsageBatch */
+    int64_t usage_flush_ms;   /* longest delay before queued usage is (re)sent */
+    int64_t max_body_bytes;
+    int64_t max_header_bytes;
+    int64_t max_headers;
+    int64_t max_connections;
+    int64_t read_timeout_ms;
+    int64_t idle_timeout_ms;
+    int64_t connect_timeout_ms;     /* upstream TCP + TLS connect */
+    int64_t first_byte_timeout_ms;  /* upstream: until the response status line */
+    int64_t stream_idle_timeout_ms; /* upstream: longest silence between chunks */
+    int64_t total_timeout_ms;       /* upstream: whole transfer */
+    char *log_level;
+    int64_t usage_queue_max;   /* records held in memory while the hub is away */
+    int64_t hub_timeout_ms;    /* send/receive timeout of one hub request */
+    int64_t hub_max_msg_bytes; /* largest hub reply accepted (snapshots) */
+    int64_t stop_flush_ms;     /* on stop: longest wait to deliver pending usage */
+    int64_t write_high_water;  /* queued response bytes before upstream reads pause */
+    int64_t meter_body_max;    /* bytes of a JSON response kept to meter its usage */
+};
+
+/* The table (ends with a NULL key) for gw_config_load() and friends. Keys:
+ * listen, hub, edge-id, region, poll-interval-ms, usage-batch-max,
+ * usage-flush-ms, usage-queue-max, max-body-bytes, max-header-bytes,
+ * max-headers, max-connections, read-timeout-ms, idle-timeout-ms,
+ * connect-timeout-ms, first-byte-timeout-ms, stream-idle-timeout-ms,
+ * total-timeout-ms, hub-timeout-ms, hub-max-msg-bytes, stop-flush-ms,
+ * write-high-water, meter-body-max, log-level. */
+extern const struct gw_cfg_entry edge_config_table[];
+
+/* Fills every field of *cfg with its default from the table (previous
+ * contents are overwritten, not freed). Strings become owned copies: release
+ * with edge_config_free(). */
+void edge_config_defaults(struct edge_config *cfg);
+
+/* Frees the string fields (gw_config_free with edge_config_table). */
+void edge_config_free(struct edge_config *cfg);
+
+#endif

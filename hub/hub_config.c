@@ -1,0 +1,135 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The hub's configuration table and the few derived values: the defaults of
+ * db and master-key-file are written relative to "<data>" so the reference
+ * shows where they end up and one --data flag moves everything. */
+#include "hub_config.h"
+
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gw_log.h"
+
+#define HUB_CFG_STR(k, d, fl, field, h)                                                        \
+    {                                                                                          \
+        (k), GW_CFG_STR, (d), 0, 0, (fl), offsetof(struct hub_config, field), (h)              \
+    }
+
+const struct gw_cfg_entry hub_config_table[] = {
+    HUB_CFG_STR("listen", "127.0.0.1:8787", 0, listen,
+                "Admin API listen address HOST:PORT (port 0 lets the OS choose)."),
+    HUB_CFG_STR("data", "./aicarpool-data", 0, data,
+                "Data directory (created with mode 0700): database, master key, ports.json."),
+    HUB_CFG_STR("db", "sqlite:<data>/hub.db", 0, db,
+                "Store DSN: sqlite:PATH, sqlite::memory: or mysql://user:pass@host:port/db."),
+    HUB_CFG_STR("link", NULL, 0, link,
+                "Extra NNG URL for remote edges (e.g. tls+tcp://0.0.0.0:7600); the in-process "
+                "edge always uses inproc://aicarpool-link."),
+    HUB_CFG_STR("edge-listen", NULL, 0, edge_listen,
+                "Run an in-process edge listening on HOST:PORT; unset = no in-process edge."),
+    HUB_CFG_STR("master-key-file", "<data>/master.key", 0, master_key_file,
+                "Master secret (32 random bytes, mode 0600), generated on first start; the hub "
+                "refuses to start when it has another size or is group/world-readable."),
+    HUB_CFG_STR("admin-user", "admin", 0, admin_user,
+                "User name of the first admin, created when there is no admin yet."),
+    HUB_CFG_STR("admin-password", NULL, GW_CFG_F_SECRET, admin_password,
+                "Password of the first admin (only used when creating it); unset = a random "
+                "password is generated, printed once and must be changed."),
+    HUB_CFG_STR("demo-upstream", NULL, 0, demo_upstream,
+                "URL of the fake provider for the quickstart demo: on first start creates group, "
+                "account, binding and a gateway key named demo."),
+    {"jwt-ttl-s", GW_CFG_INT, "900", 60, 86400, 0,
+     offsetof(struct hub_config, jwt_ttl_s), "Lifetime of admin access tokens in seconds."},
+    HUB_CFG_STR("log-level", "info", 0, log_level,
+                "Diagnostic log level: error, warn, info or debug."),
+    {NULL, GW_CFG_STR, NULL, 0, 0, 0, 0, NULL},
+};
+
+/* Replaces every "<data>" in *field with data; leaves other text alone. */
+static void
+config_expand_data(char **field, const char *data)
+{
+    static const char token[] = "<data>";
+    struct gw_buf out = GW_BUF_INIT;
+    const char *p;
+    const char *hit;
+
+    if (*field == NULL || strstr(*field, token) == NULL)
+        return;
+    p = *field;
+    while ((hit = strstr(p, token)) != NULL) {
+        gw_buf_append(&out, p, (size_t)(hit - p));
+        gw_buf_append_str(&out, data);
+        p = hit + sizeof(token) - 1;
+    }
+    gw_buf_append_str(&out, p);
+    free(*field);
+    *field = gw_buf_steal(&out, NULL);
+}
+
+static int
+config_empty(const char *s)
+{
+    return s == NULL || s[0] == '\0';
+}
+
+gw_err
+hub_config_resolve(struct hub_config *cfg, struct gw_buf *err)
+{
+    gw_err rv = GW_OK;
+
+    if (config_empty(cfg->data)) {
+        gw_buf_appendf(err, "data: must not be empty\n");
+        rv = GW_EINVAL;
+    }
+    if (config_empty(cfg->listen)) {
+        gw_buf_appendf(err, "listen: must not be empty\n");
+        rv = GW_EINVAL;
+    }
+    if (config_empty(cfg->admin_user) || strlen(cfg->admin_user) >= 64) {
+        gw_buf_appendf(err, "admin-user: must be 1 to 63 characters\n");
+        rv = GW_EINVAL;
+    }
+    if (cfg->admin_password != NULL && strlen(cfg->admin_password) < 8) {
+        gw_buf_appendf(err, "admin-password: must be at least 8 characters\n");
+        rv = GW_EINVAL;
+    }
+    if (cfg->log_level != NULL && gw_log_set_level(cfg->log_level) != 0) {
+        gw_buf_appendf(err, "log-level: unknown level '%s' (error, warn, info, debug)\n",
+                       cfg->log_level);
+        rv = GW_EINVAL;
+    }
+    if (cfg->edge_listen != NULL && cfg->edge_listen[0] == '\0') {
+        free(cfg->edge_listen);
+        cfg->edge_listen = NULL;
+    }
+    if (cfg->link != NULL && cfg->link[0] == '\0') {
+        free(cfg->link);
+        cfg->link = NULL;
+    }
+    if (cfg->demo_upstream != NULL && strncmp(cfg->demo_upstream, "http://", 7) != 0 &&
+        strncmp(cfg->demo_upstream, "https://", 8) != 0) {
+        gw_buf_appendf(err, "demo-upstream: must be an http:// or https:// URL\n");
+        rv = GW_EINVAL;
+    }
+    if (rv != GW_OK)
+        return rv;
+
+    config_expand_data(&cfg->db, cfg->data);
+    config_expand_data(&cfg->master_key_file, cfg->data);
+    if (config_empty(cfg->db)) {
+        gw_buf_appendf(err, "db: must not be empty\n");
+        rv = GW_EINVAL;
+    }
+    if (config_empty(cfg->master_key_file)) {
+        gw_buf_appendf(err, "master-key-file: must not be empty\n");
+        rv = GW_EINVAL;
+    }
+    return rv;
+}
+
+void
+hub_config_fini(struct hub_config *cfg)
+{
+    gw_config_free(hub_config_table, cfg);
+}

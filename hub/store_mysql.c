@@ -1,0 +1,1919 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The MySQL / MariaDB store backend ("mysql://user:pass@host:port/db",
+ * "mysql://user:pass@unix(/path/sock)/db" or "...?socket=/path") on the MySQL
+ * C API (MariaDB Connector/C). Every query is a server-side prepared
+ * statement with bound parameters, cached per connection; tables are InnoDB
+ * in utf8mb4; usage batches go in as multi-row INSERTs inside one
+ * transaction. A lost connection is reopened on the next call. */
+#include "store.h"
+
+#include <errmsg.h>
+#include <mysql.h>
+#include <mysqld_error.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "gw_log.h"
+
+#define MY_DEFAULT_PORT 3306
+#define MY_CONNECT_TIMEOUT_S 10
+#define MY_IO_TIMEOUT_S 120
+#define MY_MIGRATE_LOCK_TIMEOUT_S 60
+/* A connection idle this long is pinged before use: the server may have
+ * dropped it (wait_timeout) while the hub had nothing to store. */
+#define MY_IDLE_PING_S 30
+/* Rows per multi-row usage INSERT: 500 x 17 placeholders stays far below
+ * the 65535-placeholder limit and the packet size limit. */
+#define MY_USAGE_CHUNK 500
+#define MY_USAGE_NCOLS 17
+#define MY_MAX_BIND 20
+
+enum my_stmt {
+    MY_MIGRATIONS_MAX,
+    MY_MIGRATIONS_ADD,
+    MY_LOCK_GET,
+    MY_LOCK_RELEASE,
+    MY_CONFIG_VERSION,
+    MY_CONFIG_BUMP,
+    MY_CHANGE_LOG_ADD,
+    MY_ADMIN_COUNT,
+    MY_ADMIN_CREATE,
+    MY_ADMIN_GET,
+    MY_GROUP_CREATE,
+    MY_GROUP_GET,
+    MY_ACCOUNT_CREATE,
+    MY_ACCOUNT_GET,
+    MY_BINDING_CREATE,
+    MY_KEY_CREATE,
+    MY_KEY_GET,
+    MY_SNAP_KEYS,
+    MY_SNAP_GROUPS,
+    MY_SNAP_ACCOUNTS,
+    MY_SNAP_BINDINGS,
+    MY_PRICES_LIST,
+    MY_EDGE_SEQ_GET,
+    MY_EDGE_SEQ_ENSURE,
+    MY_EDGE_SEQ_LOCK,
+    MY_EDGE_SEQ_SET,
+    MY_USAGE_LIST_ALL,
+    MY_USAGE_LIST_KEY,
+    MY_STMT_COUNT
+};
+
+#define MY_USAGE_COLS                                                                              \
+    "request_id, edge_id, key_id, account_id, model, dialect, input_tokens, output_tokens, "       \
+    "cache_read_tokens, cache_write_5m_tokens, cache_write_1h_tokens, reasoning_tokens, "          \
+    "status, latency_ms, time_ms, `partial`, cost_micros"
+
+/* `groups` is a reserved word in MySQL 8, so it is always quoted. */
+static const char *const my_sql[MY_STMT_COUNT] = {
+    [MY_MIGRATIONS_MAX] = "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+    [MY_MIGRATIONS_ADD] = "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
+    [MY_LOCK_GET] = "SELECT GET_LOCK(CONCAT('aicarpool.migrate.', DATABASE()), ?)",
+    [MY_LOCK_RELEASE] = "SELECT RELEASE_LOCK(CONCAT('aicarpool.migrate.', DATABASE()))",
+    [MY_CONFIG_VERSION] = "SELECT config_version FROM meta WHERE id = 1",
+    [MY_CONFIG_BUMP] = "UPDATE meta SET config_version = config_version + 1 WHERE id = 1",
+    [MY_CHANGE_LOG_ADD] = "INSERT INTO change_log (version, entity, entity_id, op, at) "
+                          "VALUES (?, ?, ?, ?, ?)",
+    [MY_ADMIN_COUNT] = "SELECT COUNT(*) FROM admins",
+    [MY_ADMIN_CREATE] = "INSERT INTO admins (username, password_hash, must_change_password, "
+                        "created_at) VALUES (?, ?, ?, ?)",
+    [MY_ADMIN_GET] = "SELECT id, username, password_hash, must_change_password FROM admins "
+                     "WHERE username = ?",
+    [MY_GROUP_CREATE] = "INSERT INTO `groups` (name, created_at) VALUES (?, ?)",
+    [MY_GROUP_GET] = "SELECT id, name, created_at FROM `groups` WHERE id = ?",
+    [MY_ACCOUNT_CREATE] = "INSERT INTO accounts (name, kind, base_url, credential, priority, "
+                          "weight, enabled, created_at) VALUES (?, ?, ?, ?, ?, ?, 1, ?)",
+    [MY_ACCOUNT_GET] = "SELECT id, name, kind, base_url, priority, weight, enabled, created_at "
+                       "FROM accounts WHERE id = ?",
+    [MY_BINDING_CREATE] = "INSERT INTO bindings (group_id, account_id, created_at) "
+                          "VALUES (?, ?, ?)",
+    [MY_KEY_CREATE] = "INSERT INTO api_keys (key_hash, prefix, name, group_id, enabled, "
+                      "expires_at, created_at) VALUES (?, ?, ?, ?, 1, 0, ?)",
+    [MY_KEY_GET] = "SELECT id, group_id, name, prefix, enabled, expires_at, created_at "
+                   "FROM api_keys WHERE id = ?",
+    [MY_SNAP_KEYS] = "SELECT id, key_hash, group_id, enabled, expires_at FROM api_keys "
+                     "ORDER BY id",
+    [MY_SNAP_GROUPS] = "SELECT id, name FROM `groups` ORDER BY id",
+    [MY_SNAP_ACCOUNTS] = "SELECT id, name, kind, base_url, credential, priority, weight, "
+                         "enabled FROM accounts ORDER BY id",
+    [MY_SNAP_BINDINGS] = "SELECT group_id, account_id FROM bindings ORDER BY id",
+    [MY_PRICES_LIST] = "SELECT model_prefix, input, output, cache_write_5m, cache_write_1h, "
+                       "cache_read FROM prices ORDER BY model_prefix",
+    [MY_EDGE_SEQ_GET] = "SELECT last_seq FROM edge_usage_seq WHERE edge_id = ?",
+    [MY_EDGE_SEQ_ENSURE] = "INSERT INTO edge_usage_seq (edge_id, last_seq) VALUES (?, 0) "
+                           "ON DUPLICATE KEY UPDATE last_seq = last_seq",
+    [MY_EDGE_SEQ_LOCK] = "SELECT last_seq FROM edge_usage_seq WHERE edge_id = ? FOR UPDATE",
+    [MY_EDGE_SEQ_SET] = "UPDATE edge_usage_seq SET last_seq = ? WHERE edge_id = ?",
+    [MY_USAGE_LIST_ALL] = "SELECT id, " MY_USAGE_COLS " FROM usage_log "
+                          "ORDER BY time_ms DESC, id DESC LIMIT ? OFFSET ?",
+    [MY_USAGE_LIST_KEY] = "SELECT id, " MY_USAGE_COLS " FROM usage_log WHERE key_id = ? "
+                          "ORDER BY time_ms DESC, id DESC LIMIT ? OFFSET ?",
+};
+
+#define MY_TABLE_OPTS " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
+
+/* Migrations: append only. Each is a list of single statements (the C API
+ * runs one statement per call). DDL commits implicitly in MySQL, so every
+ * CREATE is IF NOT EXISTS and every seed INSERT IGNORE: a migration cut
+ * short can be run again. Usage text columns are VARBINARY so a model name
+ * that is not valid UTF-8 can never wedge a batch. */
+static const char *const my_migration_1[] = {
+    "CREATE TABLE IF NOT EXISTS meta ("
+    "  id TINYINT UNSIGNED NOT NULL PRIMARY KEY,"
+    "  config_version BIGINT UNSIGNED NOT NULL)" MY_TABLE_OPTS,
+    "INSERT IGNORE INTO meta (id, config_version) VALUES (1, 0)",
+    "CREATE TABLE IF NOT EXISTS change_log ("
+    "  version BIGINT UNSIGNED NOT NULL PRIMARY KEY,"
+    "  entity VARCHAR(32) NOT NULL,"
+    "  entity_id BIGINT UNSIGNED NOT NULL,"
+    "  op VARCHAR(16) NOT NULL,"
+    "  at BIGINT NOT NULL)" MY_TABLE_OPTS,
+    "CREATE TABLE IF NOT EXISTS admins ("
+    "  id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,"
+    "  username VARCHAR(63) NOT NULL,"
+    "  password_hash VARCHAR(1024) NOT NULL,"
+    "  must_change_password TINYINT NOT NULL DEFAULT 0,"
+    "  created_at BIGINT NOT NULL,"
+    "  UNIQUE KEY admins_username (username))" MY_TABLE_OPTS,
+    "CREATE TABLE IF NOT EXISTS `groups` ("
+    "  id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,"
+    "  name VARCHAR(127) NOT NULL,"
+    "  created_at BIGINT NOT NULL,"
+    "  UNIQUE KEY groups_name (name))" MY_TABLE_OPTS,
+    "CREATE TABLE IF NOT EXISTS accounts ("
+    "  id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,"
+    "  name VARCHAR(127) NOT NULL,"
+    "  kind VARCHAR(31) NOT NULL,"
+    "  base_url VARCHAR(511) NOT NULL DEFAULT '',"
+    "  credential BLOB NOT NULL,"
+    "  priority INT NOT NULL DEFAULT 0,"
+    "  weight INT NOT NULL DEFAULT 1,"
+    "  enabled TINYINT NOT NULL DEFAULT 1,"
+    "  created_at BIGINT NOT NULL)" MY_TABLE_OPTS,
+    "CREATE TABLE IF NOT EXISTS bindings ("
+    "  id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,"
+    "  group_id BIGINT UNSIGNED NOT NULL,"
+    "  account_id BIGINT UNSIGNED NOT NULL,"
+    "  created_at BIGINT NOT NULL,"
+    "  UNIQUE KEY bindings_pair (group_id, account_id),"
+    "  KEY bindings_account (account_id),"
+    "  CONSTRAINT bindings_group_fk FOREIGN KEY (group_id) REFERENCES `groups` (id),"
+    "  CONSTRAINT bindings_account_fk FOREIGN KEY (account_id) REFERENCES accounts (id)"
+    ")" MY_TABLE_OPTS,
+    "CREATE TABLE IF NOT EXISTS api_keys ("
+    "  id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,"
+    "  key_hash BINARY(32) NOT NULL,"
+    "  prefix VARCHAR(63) NOT NULL,"
+    "  name VARCHAR(127) NOT NULL DEFAULT '',"
+    "  group_id BIGINT UNSIGNED NOT NULL,"
+    "  enabled TINYINT NOT NULL DEFAULT 1,"
+    "  expires_at BIGINT NOT NULL DEFAULT 0,"
+    "  created_at BIGINT NOT NULL,"
+    "  UNIQUE KEY api_keys_hash (key_hash),"
+    "  KEY api_keys_group (group_id),"
+    "  CONSTRAINT api_keys_group_fk FOREIGN KEY (group_id) REFERENCES `groups` (id)"
+    ")" MY_TABLE_OPTS,
+    "CREATE TABLE IF NOT EXISTS prices ("
+    "  model_prefix VARCHAR(127) NOT NULL PRIMARY KEY,"
+    "  input BIGINT NOT NULL,"
+    "  output BIGINT NOT NULL,"
+    "  cache_write_5m BIGINT NOT NULL,"
+    "  cache_write_1h BIGINT NOT NULL,"
+    "  cache_read BIGINT NOT NULL)" MY_TABLE_OPTS,
+    "CREATE TABLE IF NOT EXISTS usage_log ("
+    "  id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,"
+    "  request_id VARBINARY(48) NOT NULL,"
+    "  edge_id VARBINARY(64) NOT NULL,"
+    "  key_id BIGINT UNSIGNED NOT NULL,"
+    "  account_id BIGINT UNSIGNED NOT NULL,"
+    "  model VARBINARY(128) NOT NULL,"
+    "  dialect VARBINARY(16) NOT NULL,"
+    "  input_tokens BIGINT UNSIGNED NOT NULL,"
+    "  output_tokens BIGINT UNSIGNED NOT NULL,"
+    "  cache_read_tokens BIGINT UNSIGNED NOT NULL,"
+    "  cache_write_5m_tokens BIGINT UNSIGNED NOT NULL,"
+    "  cache_write_1h_tokens BIGINT UNSIGNED NOT NULL,"
+    "  reasoning_tokens BIGINT UNSIGNED NOT NULL,"
+    "  status INT UNSIGNED NOT NULL,"
+    "  latency_ms INT UNSIGNED NOT NULL,"
+    "  time_ms BIGINT NOT NULL,"
+    "  `partial` TINYINT NOT NULL,"
+    "  cost_micros BIGINT NULL,"
+    "  KEY usage_log_time (time_ms),"
+    "  KEY usage_log_key_time (key_id, time_ms))" MY_TABLE_OPTS,
+    "CREATE TABLE IF NOT EXISTS edge_usage_seq ("
+    "  edge_id VARBINARY(64) NOT NULL PRIMARY KEY,"
+    "  last_seq BIGINT UNSIGNED NOT NULL)" MY_TABLE_OPTS,
+    NULL,
+};
+
+/* Same seed as the SQLite backend: USD per million tokens x 1e6. */
+static const char *const my_migration_2[] = {
+    "INSERT IGNORE INTO prices (model_prefix, input, output, cache_write_5m, cache_write_1h, "
+    "cache_read) VALUES"
+    " ('claude-opus-4',      15000000, 75000000, 18750000, 30000000, 1500000),"
+    " ('claude-opus-4-5',     5000000, 25000000,  6250000, 10000000,  500000),"
+    " ('claude-3-opus',      15000000, 75000000, 18750000, 30000000, 1500000),"
+    " ('claude-sonnet-4',     3000000, 15000000,  3750000,  6000000,  300000),"
+    " ('claude-sonnet-4-5',   3000000, 15000000,  3750000,  6000000,  300000),"
+    " ('claude-3-7-sonnet',   3000000, 15000000,  3750000,  6000000,  300000),"
+    " ('claude-3-5-sonnet',   3000000, 15000000,  3750000,  6000000,  300000),"
+    " ('claude-haiku-4-5',    1000000,  5000000,  1250000,  2000000,  100000),"
+    " ('claude-3-5-haiku',     800000,  4000000,  1000000,  1600000,   80000),"
+    " ('claude-3-haiku',       250000,  1250000,   300000,   500000,   30000),"
+    " ('fake-',               1000000,  2000000,  1250000,  2000000,  100000)",
+    NULL,
+};
+
+static const char *const *const my_migrations[] = {
+    my_migration_1,
+    my_migration_2,
+};
+
+#define MY_N_MIGRATIONS (sizeof(my_migrations) / sizeof(my_migrations[0]))
+
+struct my_priv {
+    MYSQL *conn;
+    int broken;        /* the connection died: reopen before the next call */
+    int64_t last_used; /* monotonic seconds of the last call */
+    MYSQL_STMT *stmt[MY_STMT_COUNT];
+    MYSQL_STMT *usage_chunk; /* MY_USAGE_CHUNK-row INSERT, prepared on first use */
+    MYSQL_BIND *ubind;       /* MY_USAGE_CHUNK * MY_USAGE_NCOLS */
+    unsigned long *ulen;
+    /* From the DSN; kept to reconnect. pass is wiped on close. */
+    char *user;
+    char *pass;
+    char *host;
+    char *sock;
+    char *db;
+    unsigned int port;
+};
+
+/* Parameters or result columns of one statement. */
+enum my_kind {
+    MY_K_PLAIN, /* fixed-size value written in place */
+    MY_K_STR,   /* into a fixed char array, NUL-terminated after fetch */
+    MY_K_VAR,   /* any length, allocated after fetch */
+    MY_K_COST,  /* int64 that reads -1 for NULL */
+};
+
+struct my_binds {
+    MYSQL_BIND b[MY_MAX_BIND];
+    unsigned long len[MY_MAX_BIND];
+    my_bool null[MY_MAX_BIND];
+    my_bool error[MY_MAX_BIND];
+    struct {
+        enum my_kind kind;
+        void *dst;
+        size_t size;
+        size_t *len_out;
+        int text;
+    } x[MY_MAX_BIND];
+    unsigned n;
+};
+
+static pthread_once_t my_lib_once = PTHREAD_ONCE_INIT;
+static int my_lib_rc;
+
+static void
+my_lib_init(void)
+{
+    /* mysql_init() would do this lazily, but not thread-safely. */
+    my_lib_rc = mysql_library_init(0, NULL, NULL);
+}
+
+static int64_t
+my_now(void)
+{
+    return (int64_t)time(NULL);
+}
+
+static int64_t
+my_monotonic(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec;
+}
+
+/* ---- DSN ---------------------------------------------------------------- */
+
+static int
+my_hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Copies s[0..n) decoding %XX escapes (anything else is taken literally). */
+static char *
+my_unescape(const char *s, size_t n)
+{
+    char *out = gw_xmalloc(n + 1);
+    size_t j = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '%' && i + 2 < n && my_hexval(s[i + 1]) >= 0 && my_hexval(s[i + 2]) >= 0) {
+            out[j++] = (char)(my_hexval(s[i + 1]) * 16 + my_hexval(s[i + 2]));
+            i += 2;
+        } else {
+            out[j++] = s[i];
+        }
+    }
+    out[j] = '\0';
+    return out;
+}
+
+/* Parses "//[user[:pass]@](host[:port]|unix(/path))/db[?socket=/path]".
+ * The last '@' ends the credentials, so an unescaped '@' or '/' in the
+ * password still works. Errors name the part at fault, never its value. */
+static gw_err
+my_parse_dsn(struct my_priv *p, const char *rest, struct gw_buf *err)
+{
+    const char *s, *at, *hp, *slash, *q, *end;
+
+    if (strncmp(rest, "//", 2) != 0) {
+        gw_buf_append_str(err, "mysql: malformed DSN: expected mysql://");
+        return GW_EINVAL;
+    }
+    s = rest + 2;
+    end = s + strlen(s);
+    at = strrchr(s, '@');
+    hp = s;
+    if (at != NULL) {
+        const char *colon = memchr(s, ':', (size_t)(at - s));
+
+        if (colon != NULL) {
+            p->user = my_unescape(s, (size_t)(colon - s));
+            p->pass = my_unescape(colon + 1, (size_t)(at - colon - 1));
+        } else {
+            p->user = my_unescape(s, (size_t)(at - s));
+        }
+        hp = at + 1;
+    }
+
+    if (strncmp(hp, "unix(", 5) == 0) {
+        const char *close = strchr(hp + 5, ')');
+
+        if (close == NULL || close == hp + 5) {
+            gw_buf_append_str(err, "mysql: malformed DSN: bad unix(/path) socket");
+            return GW_EINVAL;
+        }
+        p->sock = my_unescape(hp + 5, (size_t)(close - hp - 5));
+        slash = close + 1;
+        if (*slash != '/') {
+            gw_buf_append_str(err, "mysql: malformed DSN: missing /database");
+            return GW_EINVAL;
+        }
+    } else {
+        const char *host_end, *port_start = NULL;
+
+        if (*hp == '[') {
+            /* IPv6 literal. */
+            const char *rb = strchr(hp, ']');
+
+            if (rb == NULL) {
+                gw_buf_append_str(err, "mysql: malformed DSN: unterminated [IPv6] host");
+                return GW_EINVAL;
+            }
+            p->host = gw_xstrndup(hp + 1, (size_t)(rb - hp - 1));
+            host_end = rb + 1;
+            if (*host_end == ':')
+                port_start = host_end + 1;
+            else if (*host_end != '/' && *host_end != '\0') {
+                gw_buf_append_str(err, "mysql: malformed DSN: junk after [IPv6] host");
+                return GW_EINVAL;
+            }
+        } else {
+            host_end = hp + strcspn(hp, ":/?");
+            p->host = gw_xstrndup(hp, (size_t)(host_end - hp));
+            if (*host_end == ':')
+                port_start = host_end + 1;
+        }
+        slash = port_start != NULL ? port_start + strcspn(port_start, "/?") : host_end;
+        if (port_start != NULL) {
+            unsigned long port = 0;
+
+            if (slash == port_start) {
+                gw_buf_append_str(err, "mysql: malformed DSN: empty port");
+                return GW_EINVAL;
+            }
+            for (const char *c = port_start; c < slash; c++) {
+                if (*c < '0' || *c > '9' || port > 65535) {
+                    gw_buf_append_str(err, "mysql: malformed DSN: bad port");
+                    return GW_EINVAL;
+                }
+                port = port * 10 + (unsigned long)(*c - '0');
+            }
+            if (port == 0 || port > 65535) {
+                gw_buf_append_str(err, "mysql: malformed DSN: bad port");
+                return GW_EINVAL;
+            }
+            p->port = (unsigned int)port;
+        }
+        if (*slash != '/') {
+            gw_buf_append_str(err, "mysql: malformed DSN: missing /database");
+            return GW_EINVAL;
+        }
+    }
+
+    q = strchr(slash + 1, '?');
+    if (q == NULL)
+        q = end;
+    if (q == slash + 1) {
+        gw_buf_append_str(err, "mysql: malformed DSN: empty database name");
+        return GW_EINVAL;
+    }
+    p->db = my_unescape(slash + 1, (size_t)(q - slash - 1));
+    if (strchr(p->db, '/') != NULL) {
+        gw_buf_append_str(err, "mysql: malformed DSN: bad database name");
+        return GW_EINVAL;
+    }
+
+    /* Query: only socket= is known. */
+    while (*q == '?' || *q == '&') {
+        const char *kv = q + 1;
+        const char *kv_end = kv + strcspn(kv, "&");
+
+        if (kv_end - kv > 7 && strncmp(kv, "socket=", 7) == 0) {
+            free(p->sock);
+            p->sock = my_unescape(kv + 7, (size_t)(kv_end - kv - 7));
+        } else if (kv_end != kv) {
+            gw_buf_append_str(err, "mysql: malformed DSN: unknown query parameter "
+                                   "(only socket= is supported)");
+            return GW_EINVAL;
+        }
+        q = kv_end;
+    }
+
+    if (p->sock == NULL && (p->host == NULL || p->host[0] == '\0')) {
+        gw_buf_append_str(err, "mysql: malformed DSN: missing host");
+        return GW_EINVAL;
+    }
+    if (p->port == 0)
+        p->port = MY_DEFAULT_PORT;
+    return GW_OK;
+}
+
+/* ---- errors ------------------------------------------------------------- */
+
+/* Maps a server or client error code. Lost connections are remembered so
+ * the next call reconnects; expected answers (duplicates, missing parents)
+ * are not logged. */
+static gw_err
+my_map(struct my_priv *p, unsigned int code, const char *msg, const char *what)
+{
+    switch (code) {
+    case ER_DUP_ENTRY:
+    case ER_DUP_ENTRY_WITH_KEY_NAME:
+        return GW_EEXIST;
+    case ER_NO_REFERENCED_ROW:
+    case ER_NO_REFERENCED_ROW_2:
+        return GW_ENOTFOUND;
+    case ER_DATA_TOO_LONG:
+    case ER_TRUNCATED_WRONG_VALUE_FOR_FIELD:
+    case ER_WARN_DATA_OUT_OF_RANGE:
+        gw_log(GW_LOG_WARN, "HUB-STORE-MYSQL", "%s: value refused: %s (%u)", what, msg, code);
+        return GW_EINVAL;
+    case ER_CONNECTION_KILLED:
+    case ER_SERVER_SHUTDOWN:
+    case ER_UNKNOWN_STMT_HANDLER:
+        p->broken = 1;
+        break;
+    default:
+        /* Client-side errors (server gone, lost, out of sync...) all leave
+         * the connection unusable. */
+        if (code >= CR_MIN_ERROR && code <= CR_MAX_ERROR)
+            p->broken = 1;
+        break;
+    }
+    gw_log(GW_LOG_ERROR, "HUB-STORE-MYSQL", "%s: %s (%u)", what, msg, code);
+    return GW_ESTORE;
+}
+
+static gw_err
+my_conn_fail(struct my_priv *p, const char *what)
+{
+    return my_map(p, mysql_errno(p->conn), mysql_error(p->conn), what);
+}
+
+static gw_err
+my_stmt_fail(struct my_priv *p, MYSQL_STMT *st, const char *what)
+{
+    return my_map(p, mysql_stmt_errno(st), mysql_stmt_error(st), what);
+}
+
+/* ---- connection --------------------------------------------------------- */
+
+static void
+my_disconnect(struct my_priv *p)
+{
+    for (int i = 0; i < MY_STMT_COUNT; i++) {
+        if (p->stmt[i] != NULL)
+            mysql_stmt_close(p->stmt[i]);
+        p->stmt[i] = NULL;
+    }
+    if (p->usage_chunk != NULL)
+        mysql_stmt_close(p->usage_chunk);
+    p->usage_chunk = NULL;
+    if (p->conn != NULL)
+        mysql_close(p->conn);
+    p->conn = NULL;
+}
+
+static gw_err
+my_connect(struct my_priv *p, struct gw_buf *err)
+{
+    unsigned int connect_timeout = MY_CONNECT_TIMEOUT_S;
+    unsigned int io_timeout = MY_IO_TIMEOUT_S;
+    /* A socket when asked for one, else TCP: "localhost" must not silently
+     * turn into the default socket and ignore the port. */
+    unsigned int protocol = p->sock != NULL ? MYSQL_PROTOCOL_SOCKET : MYSQL_PROTOCOL_TCP;
+
+    p->broken = 0;
+    p->last_used = my_monotonic();
+    p->conn = mysql_init(NULL);
+    if (p->conn == NULL) {
+        gw_buf_append_str(err, "mysql: mysql_init failed");
+        return GW_ESTORE;
+    }
+    mysql_options(p->conn, MYSQL_OPT_CONNECT_TIMEOUT, &connect_timeout);
+    mysql_options(p->conn, MYSQL_OPT_READ_TIMEOUT, &io_timeout);
+    mysql_options(p->conn, MYSQL_OPT_WRITE_TIMEOUT, &io_timeout);
+    mysql_options(p->conn, MYSQL_OPT_PROTOCOL, &protocol);
+    mysql_options(p->conn, MYSQL_SET_CHARSET_NAME, "utf8mb4");
+    /* Also run after every reconnect. */
+    mysql_options(p->conn, MYSQL_INIT_COMMAND,
+                  "SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION', "
+                  "SESSION time_zone = '+00:00'");
+    if (mysql_real_connect(p->conn, p->sock != NULL ? NULL : p->host, p->user, p->pass, p->db,
+                           p->port, p->sock, 0) == NULL) {
+        /* The server's text names the user and host, never the password. */
+        if (p->sock != NULL)
+            gw_buf_appendf(err, "mysql: cannot connect to socket %s: %s (%u)", p->sock,
+                           mysql_error(p->conn), mysql_errno(p->conn));
+        else
+            gw_buf_appendf(err, "mysql: cannot connect to %s:%u: %s (%u)", p->host, p->port,
+                           mysql_error(p->conn), mysql_errno(p->conn));
+        mysql_close(p->conn);
+        p->conn = NULL;
+        return GW_ESTORE;
+    }
+    return GW_OK;
+}
+
+/* Every slot starts here: reopens a connection that died, and checks one
+ * that sat idle, so a call fails only when the server really is away. */
+static gw_err
+my_ready(struct my_priv *p)
+{
+    struct gw_buf err = GW_BUF_INIT;
+    int64_t now = my_monotonic();
+    gw_err rv;
+
+    if (p->conn != NULL && !p->broken && now - p->last_used >= MY_IDLE_PING_S &&
+        mysql_ping(p->conn) != 0) {
+        gw_log(GW_LOG_WARN, "HUB-STORE-MYSQL", "idle connection lost: %s (%u)",
+               mysql_error(p->conn), mysql_errno(p->conn));
+        p->broken = 1;
+    }
+    p->last_used = now;
+    if (p->conn != NULL && !p->broken)
+        return GW_OK;
+    my_disconnect(p);
+    rv = my_connect(p, &err);
+    if (rv != GW_OK)
+        gw_log(GW_LOG_ERROR, "HUB-STORE-MYSQL", "reconnect failed: %s", err.data ? err.data : "");
+    else
+        gw_log(GW_LOG_WARN, "HUB-STORE-MYSQL", "reconnected to the database");
+    gw_buf_fini(&err);
+    return rv;
+}
+
+static void
+my_close(void *priv)
+{
+    struct my_priv *p = priv;
+
+    my_disconnect(p);
+    free(p->ubind);
+    free(p->ulen);
+    free(p->user);
+    if (p->pass != NULL) {
+        explicit_bzero(p->pass, strlen(p->pass));
+        free(p->pass);
+    }
+    free(p->host);
+    free(p->sock);
+    free(p->db);
+    memset(p, 0, sizeof(*p));
+}
+
+static gw_err
+my_open(void *priv, const char *dsn_rest, struct gw_buf *err)
+{
+    struct my_priv *p = priv;
+    gw_err rv;
+
+    pthread_once(&my_lib_once, my_lib_init);
+    if (my_lib_rc != 0) {
+        gw_buf_append_str(err, "mysql: mysql_library_init failed");
+        return GW_ESTORE;
+    }
+    rv = my_parse_dsn(p, dsn_rest, err);
+    if (rv == GW_OK)
+        rv = my_connect(p, err);
+    if (rv != GW_OK) {
+        /* close() is not called after a failed open. */
+        my_close(p);
+        return rv;
+    }
+    p->ubind = gw_xcalloc((size_t)MY_USAGE_CHUNK * MY_USAGE_NCOLS, sizeof(*p->ubind));
+    p->ulen = gw_xcalloc((size_t)MY_USAGE_CHUNK * MY_USAGE_NCOLS, sizeof(*p->ulen));
+    return GW_OK;
+}
+
+/* ---- statements --------------------------------------------------------- */
+
+static gw_err
+my_prepare_sql(struct my_priv *p, const char *sql, size_t len, MYSQL_STMT **out)
+{
+    MYSQL_STMT *st = mysql_stmt_init(p->conn);
+    gw_err rv;
+
+    if (st == NULL)
+        return my_conn_fail(p, "stmt init");
+    if (mysql_stmt_prepare(st, sql, (unsigned long)len) != 0) {
+        rv = my_stmt_fail(p, st, "prepare");
+        mysql_stmt_close(st);
+        return rv;
+    }
+    *out = st;
+    return GW_OK;
+}
+
+/* The cached statement, prepared on first use. */
+static gw_err
+my_stmt(struct my_priv *p, enum my_stmt id, MYSQL_STMT **out)
+{
+    gw_err rv;
+
+    if (p->stmt[id] == NULL) {
+        rv = my_prepare_sql(p, my_sql[id], strlen(my_sql[id]), &p->stmt[id]);
+        if (rv != GW_OK)
+            return rv;
+    }
+    *out = p->stmt[id];
+    return GW_OK;
+}
+
+static MYSQL_BIND *
+my_add(struct my_binds *c, enum enum_field_types type, void *buf, unsigned long buflen,
+       enum my_kind kind)
+{
+    unsigned i = c->n++;
+    MYSQL_BIND *b = &c->b[i];
+
+    memset(b, 0, sizeof(*b));
+    b->buffer_type = type;
+    b->buffer = buf;
+    b->buffer_length = buflen;
+    c->len[i] = buflen;
+    c->null[i] = 0;
+    c->error[i] = 0;
+    b->length = &c->len[i];
+    b->is_null = &c->null[i];
+    b->error = &c->error[i];
+    memset(&c->x[i], 0, sizeof(c->x[i]));
+    c->x[i].kind = kind;
+    return b;
+}
+
+/* Parameters. The caller's values must outlive the execute. */
+static void
+my_p_u64(struct my_binds *c, const uint64_t *v)
+{
+    my_add(c, MYSQL_TYPE_LONGLONG, (void *)v, 0, MY_K_PLAIN)->is_unsigned = 1;
+}
+
+static void
+my_p_i64(struct my_binds *c, const int64_t *v)
+{
+    my_add(c, MYSQL_TYPE_LONGLONG, (void *)v, 0, MY_K_PLAIN);
+}
+
+static void
+my_p_i32(struct my_binds *c, const int32_t *v)
+{
+    my_add(c, MYSQL_TYPE_LONG, (void *)v, 0, MY_K_PLAIN);
+}
+
+static void
+my_p_str(struct my_binds *c, const char *s)
+{
+    if (s == NULL)
+        s = "";
+    my_add(c, MYSQL_TYPE_STRING, (void *)s, (unsigned long)strlen(s), MY_K_PLAIN);
+}
+
+static void
+my_p_blob(struct my_binds *c, const void *data, size_t len)
+{
+    my_add(c, MYSQL_TYPE_BLOB, (void *)(data != NULL ? data : ""), (unsigned long)len, MY_K_PLAIN);
+}
+
+/* Result columns. */
+static void
+my_r_u64(struct my_binds *c, uint64_t *v)
+{
+    my_add(c, MYSQL_TYPE_LONGLONG, v, sizeof(*v), MY_K_PLAIN)->is_unsigned = 1;
+}
+
+static void
+my_r_i64(struct my_binds *c, int64_t *v)
+{
+    my_add(c, MYSQL_TYPE_LONGLONG, v, sizeof(*v), MY_K_PLAIN);
+}
+
+static void
+my_r_i32(struct my_binds *c, int32_t *v)
+{
+    my_add(c, MYSQL_TYPE_LONG, v, sizeof(*v), MY_K_PLAIN);
+}
+
+static void
+my_r_u32(struct my_binds *c, uint32_t *v)
+{
+    my_add(c, MYSQL_TYPE_LONG, v, sizeof(*v), MY_K_PLAIN)->is_unsigned = 1;
+}
+
+static void
+my_r_cost(struct my_binds *c, int64_t *v)
+{
+    unsigned i = c->n;
+
+    my_add(c, MYSQL_TYPE_LONGLONG, v, sizeof(*v), MY_K_COST);
+    c->x[i].dst = v;
+}
+
+static void
+my_r_str(struct my_binds *c, char *buf, size_t size)
+{
+    unsigned i = c->n;
+
+    my_add(c, MYSQL_TYPE_STRING, buf, (unsigned long)size, MY_K_STR);
+    c->x[i].dst = buf;
+    c->x[i].size = size;
+}
+
+/* Any length: *out is allocated after the fetch (NUL-terminated for text,
+ * NULL for an empty blob). */
+static void
+my_r_var(struct my_binds *c, void *out_ptr, size_t *len_out, int text)
+{
+    unsigned i = c->n;
+
+    my_add(c, text ? MYSQL_TYPE_STRING : MYSQL_TYPE_BLOB, NULL, 0, MY_K_VAR);
+    c->x[i].dst = out_ptr;
+    c->x[i].len_out = len_out;
+    c->x[i].text = text;
+}
+
+static gw_err
+my_exec(struct my_priv *p, MYSQL_STMT *st, struct my_binds *params, const char *what)
+{
+    if (params != NULL && params->n > 0 && mysql_stmt_bind_param(st, params->b) != 0)
+        return my_stmt_fail(p, st, what);
+    if (mysql_stmt_execute(st) != 0)
+        return my_stmt_fail(p, st, what);
+    return GW_OK;
+}
+
+/* Executes a row-returning statement and binds its result columns. */
+static gw_err
+my_query(struct my_priv *p, MYSQL_STMT *st, struct my_binds *params, struct my_binds *cols,
+         const char *what)
+{
+    gw_err rv = my_exec(p, st, params, what);
+
+    if (rv != GW_OK)
+        return rv;
+    if (mysql_stmt_bind_result(st, cols->b) != 0) {
+        rv = my_stmt_fail(p, st, what);
+        mysql_stmt_free_result(st);
+        return rv;
+    }
+    return GW_OK;
+}
+
+/* Fetches the next row into the bound columns; *have = 0 at the end. */
+static gw_err
+my_fetch(struct my_priv *p, MYSQL_STMT *st, struct my_binds *c, int *have)
+{
+    int rc = mysql_stmt_fetch(st);
+
+    *have = 0;
+    if (rc == MYSQL_NO_DATA)
+        return GW_OK;
+    if (rc == 1)
+        return my_stmt_fail(p, st, "fetch");
+    /* rc is 0 or MYSQL_DATA_TRUNCATED, which the variable columns cause. */
+    for (unsigned i = 0; i < c->n; i++) {
+        unsigned long len = c->null[i] ? 0 : c->len[i];
+
+        switch (c->x[i].kind) {
+        case MY_K_PLAIN:
+            break;
+        case MY_K_COST:
+            if (c->null[i])
+                *(int64_t *)c->x[i].dst = -1;
+            break;
+        case MY_K_STR: {
+            char *buf = c->x[i].dst;
+            size_t n = len < c->x[i].size ? len : c->x[i].size - 1;
+            buf[n] = '\0';
+            break;
+        }
+        case MY_K_VAR: {
+            char *buf = NULL;
+
+            if (len > 0 || c->x[i].text) {
+                MYSQL_BIND tmp;
+                unsigned long got = 0;
+
+                buf = gw_xmalloc(len + 1);
+                buf[len] = '\0';
+                if (len > 0) {
+                    memset(&tmp, 0, sizeof(tmp));
+                    tmp.buffer_type = c->b[i].buffer_type;
+                    tmp.buffer = buf;
+                    tmp.buffer_length = len;
+                    tmp.length = &got;
+                    if (mysql_stmt_fetch_column(st, &tmp, i, 0) != 0) {
+                        free(buf);
+                        return my_stmt_fail(p, st, "fetch column");
+                    }
+                }
+            }
+            *(char **)c->x[i].dst = buf;
+            if (c->x[i].len_out != NULL)
+                *c->x[i].len_out = len;
+            break;
+        }
+        }
+    }
+    *have = 1;
+    return GW_OK;
+}
+
+/* Reads what is left of a result and frees it, so the statement (and the
+ * connection) are ready for the next command. */
+static void
+my_end(MYSQL_STMT *st)
+{
+    while (mysql_stmt_fetch(st) == 0)
+        ;
+    mysql_stmt_free_result(st);
+}
+
+/* Runs a statement that returns at most one row; *found says if it did. */
+static gw_err
+my_one(struct my_priv *p, enum my_stmt id, struct my_binds *params, struct my_binds *cols,
+       int *found)
+{
+    MYSQL_STMT *st;
+    gw_err rv;
+
+    *found = 0;
+    rv = my_stmt(p, id, &st);
+    if (rv != GW_OK)
+        return rv;
+    rv = my_query(p, st, params, cols, my_sql[id]);
+    if (rv != GW_OK)
+        return rv;
+    rv = my_fetch(p, st, cols, found);
+    my_end(st);
+    return rv;
+}
+
+/* Runs a statement without a result set. */
+static gw_err
+my_run(struct my_priv *p, enum my_stmt id, struct my_binds *params, MYSQL_STMT **st_out)
+{
+    MYSQL_STMT *st;
+    gw_err rv;
+
+    rv = my_stmt(p, id, &st);
+    if (rv != GW_OK)
+        return rv;
+    rv = my_exec(p, st, params, my_sql[id]);
+    if (rv == GW_OK && st_out != NULL)
+        *st_out = st;
+    return rv;
+}
+
+static gw_err
+my_sql_plain(struct my_priv *p, const char *sql)
+{
+    if (mysql_real_query(p->conn, sql, (unsigned long)strlen(sql)) != 0)
+        return my_conn_fail(p, sql);
+    return GW_OK;
+}
+
+static gw_err
+my_begin(struct my_priv *p)
+{
+    return my_sql_plain(p, "START TRANSACTION");
+}
+
+static gw_err
+my_commit(struct my_priv *p)
+{
+    if (mysql_commit(p->conn) != 0)
+        return my_conn_fail(p, "commit");
+    return GW_OK;
+}
+
+static void
+my_rollback(struct my_priv *p)
+{
+    if (p->conn != NULL && !p->broken && mysql_rollback(p->conn) != 0)
+        (void)my_conn_fail(p, "rollback");
+}
+
+/* ---- migrations --------------------------------------------------------- */
+
+static gw_err
+my_migrate_locked(struct my_priv *p, struct gw_buf *err)
+{
+    uint64_t have = 0;
+    int found = 0;
+    gw_err rv;
+
+    for (size_t v = 1; v <= MY_N_MIGRATIONS; v++) {
+        struct my_binds par = {0}, col = {0};
+        uint64_t version = v;
+        int64_t now = my_now();
+
+        my_r_u64(&col, &have);
+        rv = my_one(p, MY_MIGRATIONS_MAX, NULL, &col, &found);
+        if (rv != GW_OK)
+            return rv;
+        if (have >= v)
+            continue;
+        rv = my_begin(p);
+        if (rv != GW_OK)
+            return rv;
+        for (const char *const *sql = my_migrations[v - 1]; *sql != NULL; sql++) {
+            if (mysql_real_query(p->conn, *sql, (unsigned long)strlen(*sql)) != 0) {
+                gw_buf_appendf(err, "mysql: migration %zu: %s (%u)", v, mysql_error(p->conn),
+                               mysql_errno(p->conn));
+                rv = my_conn_fail(p, "migration");
+                my_rollback(p);
+                return rv;
+            }
+        }
+        my_p_u64(&par, &version);
+        my_p_i64(&par, &now);
+        rv = my_run(p, MY_MIGRATIONS_ADD, &par, NULL);
+        if (rv == GW_OK)
+            rv = my_commit(p);
+        if (rv != GW_OK) {
+            my_rollback(p);
+            return rv;
+        }
+        gw_log(GW_LOG_INFO, "HUB-STORE-MIGRATE", "mysql: applied migration %zu", v);
+    }
+    return GW_OK;
+}
+
+static gw_err
+my_migrate(void *priv, struct gw_buf *err)
+{
+    struct my_priv *p = priv;
+    struct my_binds par = {0}, col = {0};
+    int64_t lock_timeout = MY_MIGRATE_LOCK_TIMEOUT_S;
+    int64_t locked = 0;
+    int found = 0;
+    gw_err rv;
+
+    rv = my_sql_plain(p, "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                         "  version INT UNSIGNED NOT NULL PRIMARY KEY,"
+                         "  applied_at BIGINT NOT NULL)" MY_TABLE_OPTS);
+    if (rv != GW_OK) {
+        gw_buf_appendf(err, "mysql: creating schema_migrations: %s", mysql_error(p->conn));
+        return rv;
+    }
+    /* DDL cannot run inside a transaction here, so hubs starting together
+     * take turns through a named lock. */
+    my_p_i64(&par, &lock_timeout);
+    my_r_i64(&col, &locked);
+    rv = my_one(p, MY_LOCK_GET, &par, &col, &found);
+    if (rv == GW_OK && (!found || locked != 1))
+        rv = GW_ETIMEDOUT;
+    if (rv != GW_OK) {
+        gw_buf_append_str(err, "mysql: cannot take the migration lock");
+        return rv;
+    }
+    rv = my_migrate_locked(p, err);
+    if (rv != GW_OK && err->len == 0)
+        gw_buf_appendf(err, "mysql: migration failed: %s", gw_strerror(rv));
+    col.n = 0;
+    my_r_i64(&col, &locked);
+    (void)my_one(p, MY_LOCK_RELEASE, NULL, &col, &found);
+    return rv;
+}
+
+/* ---- configuration ------------------------------------------------------ */
+
+static gw_err
+my_config_version(void *priv, uint64_t *out)
+{
+    struct my_priv *p = priv;
+    struct my_binds col = {0};
+    int found = 0;
+    gw_err rv;
+
+    rv = my_ready(p);
+    if (rv != GW_OK)
+        return rv;
+    my_r_u64(&col, out);
+    rv = my_one(p, MY_CONFIG_VERSION, NULL, &col, &found);
+    if (rv == GW_OK && !found)
+        rv = GW_ESTORE;
+    return rv;
+}
+
+/* Inside the caller's transaction: the UPDATE locks the meta row until the
+ * commit, so versions are handed out one at a time. */
+static gw_err
+my_config_changed(struct my_priv *p, const char *entity, uint64_t entity_id, const char *op)
+{
+    struct my_binds par = {0}, col = {0};
+    uint64_t version = 0;
+    int64_t now = my_now();
+    int found = 0;
+    gw_err rv;
+
+    rv = my_run(p, MY_CONFIG_BUMP, NULL, NULL);
+    if (rv != GW_OK)
+        return rv;
+    my_r_u64(&col, &version);
+    rv = my_one(p, MY_CONFIG_VERSION, NULL, &col, &found);
+    if (rv != GW_OK)
+        return rv;
+    if (!found)
+        return GW_ESTORE;
+    my_p_u64(&par, &version);
+    my_p_str(&par, entity);
+    my_p_u64(&par, &entity_id);
+    my_p_str(&par, op);
+    my_p_i64(&par, &now);
+    return my_run(p, MY_CHANGE_LOG_ADD, &par, NULL);
+}
+
+static gw_err
+my_admin_count(void *priv, uint64_t *out)
+{
+    struct my_priv *p = priv;
+    struct my_binds col = {0};
+    int found = 0;
+    gw_err rv;
+
+    rv = my_ready(p);
+    if (rv != GW_OK)
+        return rv;
+    my_r_u64(&col, out);
+    return my_one(p, MY_ADMIN_COUNT, NULL, &col, &found);
+}
+
+static gw_err
+my_admin_create(void *priv, const char *username, const char *password_hash, int must_change,
+                uint64_t *id_out)
+{
+    struct my_priv *p = priv;
+    struct my_binds par = {0};
+    int32_t must = must_change ? 1 : 0;
+    int64_t now = my_now();
+    MYSQL_STMT *st = NULL;
+    gw_err rv;
+
+    rv = my_ready(p);
+    if (rv != GW_OK)
+        return rv;
+    my_p_str(&par, username);
+    my_p_str(&par, password_hash);
+    my_p_i32(&par, &must);
+    my_p_i64(&par, &now);
+    rv = my_run(p, MY_ADMIN_CREATE, &par, &st);
+    if (rv == GW_OK && id_out != NULL)
+        *id_out = (uint64_t)mysql_stmt_insert_id(st);
+    return rv;
+}
+
+static gw_err
+my_admin_get(void *priv, const char *username, struct hub_admin *out)
+{
+    struct my_priv *p = priv;
+    struct my_binds par = {0}, col = {0};
+    int32_t must = 0;
+    int found = 0;
+    gw_err rv;
+
+    rv = my_ready(p);
+    if (rv != GW_OK)
+        return rv;
+    my_p_str(&par, username);
+    my_r_u64(&col, &out->id);
+    my_r_str(&col, out->username, sizeof(out->username));
+    my_r_var(&col, &out->password_hash, NULL, 1);
+    my_r_i32(&col, &must);
+    rv = my_one(p, MY_ADMIN_GET, &par, &col, &found);
+    if (rv != GW_OK)
+        return rv;
+    if (!found)
+        return GW_ENOTFOUND;
+    out->must_change_password = must != 0;
+    return GW_OK;
+}
+
+static gw_err
+my_group_create(void *priv, const char *name, struct hub_group *out)
+{
+    struct my_priv *p = priv;
+    struct my_binds par = {0};
+    int64_t now = my_now();
+    MYSQL_STMT *st = NULL;
+    uint64_t id;
+    gw_err rv;
+
+    rv = my_ready(p);
+    if (rv != GW_OK)
+        return rv;
+    rv = my_begin(p);
+    if (rv != GW_OK)
+        return rv;
+    my_p_str(&par, name);
+    my_p_i64(&par, &now);
+    rv = my_run(p, MY_GROUP_CREATE, &par, &st);
+    if (rv != GW_OK)
+        goto fail;
+    id = (uint64_t)mysql_stmt_insert_id(st);
+    rv = my_config_changed(p, "group", id, "create");
+    if (rv != GW_OK)
+        goto fail;
+    rv = my_commit(p);
+    if (rv != GW_OK)
+        goto fail;
+    memset(out, 0, sizeof(*out));
+    out->id = id;
+    snprintf(out->name, sizeof(out->name), "%s", name);
+    out->created_at = now;
+    return GW_OK;
+fail:
+    my_rollback(p);
+    return rv;
+}
+
+static gw_err
+my_group_get(void *priv, uint64_t id, struct hub_group *out)
+{
+    struct my_priv *p = priv;
+    struct my_binds par = {0}, col = {0};
+    int found = 0;
+    gw_err rv;
+
+    rv = my_ready(p);
+    if (rv != GW_OK)
+        return rv;
+    my_p_u64(&par, &id);
+    my_r_u64(&col, &out->id);
+    my_r_str(&col, out->name, sizeof(out->name));
+    my_r_i64(&col, &out->created_at);
+    rv = my_one(p, MY_GROUP_GET, &par, &col, &found);
+    if (rv == GW_OK && !found)
+        rv = GW_ENOTFOUND;
+    return rv;
+}
+
+static gw_err
+my_account_create(void *priv, const struct hub_account_new *in, struct hub_account *out)
+{
+    struct my_priv *p = priv;
+    struct my_binds par = {0};
+    int64_t now = my_now();
+    MYSQL_STMT *st = NULL;
+    uint64_t id;
+    gw_err rv;
+
+    rv = my_ready(p);
+    if (rv != GW_OK)
+        return rv;
+    rv = my_begin(p);
+    if (rv != GW_OK)
+        return rv;
+    my_p_str(&par, in->name);
+    my_p_str(&par, in->kind);
+    my_p_str(&par, in->base_url);
+    my_p_blob(&par, in->credential_sealed, in->credential_sealed_len);
+    my_p_i32(&par, &in->priority);
+    my_p_i32(&par, &in->weight);
+    my_p_i64(&par, &now);
+    rv = my_run(p, MY_ACCOUNT_CREATE, &par, &st);
+    if (rv != GW_OK)
+        goto fail;
+    id = (uint64_t)mysql_stmt_insert_id(st);
+    rv = my_config_changed(p, "account", id, "create");
+    if (rv != GW_OK)
+        goto fail;
+    rv = my_commit(p);
+    if (rv != GW_OK)
+        goto fail;
+    memset(out, 0, sizeof(*out));
+    out->id = id;
+    snprintf(out->name, sizeof(out->name), "%s", in->name);
+    snprintf(out->kind, sizeof(out->kind), "%s", in->kind);
+    snprintf(out->base_url, sizeof(out->base_url), "%s", in->base_url ? in->base_url : "");
+    out->priority = in->priority;
+    out->weight = in->weight;
+    out->enabled = 1;
+    out->created_at = now;
+    return GW_OK;
+fail:
+    my_rollback(p);
+    return rv;
+}
+
+static gw_err
+my_account_get(void *priv, uint64_t id, struct hub_account *out)
+{
+    struct my_priv *p = priv;
+    struct my_binds par = {0}, col = {0};
+    int32_t enabled = 0;
+    int found = 0;
+    gw_err rv;
+
+    rv = my_ready(p);
+    if (rv != GW_OK)
+        return rv;
+    my_p_u64(&par, &id);
+    my_r_u64(&col, &out->id);
+    my_r_str(&col, out->name, sizeof(out->name));
+    my_r_str(&col, out->kind, sizeof(out->kind));
+    my_r_str(&col, out->base_url, sizeof(out->base_url));
+    my_r_i32(&col, &out->priority);
+    my_r_i32(&col, &out->weight);
+    my_r_i32(&col, &enabled);
+    my_r_i64(&col, &out->created_at);
+    rv = my_one(p, MY_ACCOUNT_GET, &par, &col, &found);
+    if (rv == GW_OK && !found)
+        rv = GW_ENOTFOUND;
+    out->enabled = enabled != 0;
+    return rv;
+}
+
+static gw_err
+my_binding_create(void *priv, uint64_t group_id, uint64_t account_id)
+{
+    struct my_priv *p = priv;
+    struct my_binds par = {0};
+    int64_t now = my_now();
+    MYSQL_STMT *st = NULL;
+    gw_err rv;
+
+    rv = my_ready(p);
+    if (rv != GW_OK)
+        return rv;
+    rv = my_begin(p);
+    if (rv != GW_OK)
+        return rv;
+    my_p_u64(&par, &group_id);
+    my_p_u64(&par, &account_id);
+    my_p_i64(&par, &now);
+    rv = my_run(p, MY_BINDING_CREATE, &par, &st);
+    if (rv != GW_OK)
+        goto fail;
+    rv = my_config_changed(p, "binding", (uint64_t)mysql_stmt_insert_id(st), "create");
+    if (rv != GW_OK)
+        goto fail;
+    rv = my_commit(p);
+    if (rv != GW_OK)
+        goto fail;
+    return GW_OK;
+fail:
+    my_rollback(p);
+    return rv;
+}
+
+static gw_err
+my_key_create(void *priv, const struct hub_key_new *in, struct hub_key *out)
+{
+    struct my_priv *p = priv;
+    struct my_binds par = {0};
+    int64_t now = my_now();
+    MYSQL_STMT *st = NULL;
+    uint64_t id;
+    gw_err rv;
+
+    rv = my_ready(p);
+    if (rv != GW_OK)
+        return rv;
+    rv = my_begin(p);
+    if (rv != GW_OK)
+        return rv;
+    my_p_blob(&par, in->key_hash, GW_SHA256_LEN);
+    my_p_str(&par, in->prefix);
+    my_p_str(&par, in->name);
+    my_p_u64(&par, &in->group_id);
+    my_p_i64(&par, &now);
+    rv = my_run(p, MY_KEY_CREATE, &par, &st);
+    if (rv != GW_OK)
+        goto fail;
+    id = (uint64_t)mysql_stmt_insert_id(st);
+    rv = my_config_changed(p, "key", id, "create");
+    if (rv != GW_OK)
+        goto fail;
+    rv = my_commit(p);
+    if (rv != GW_OK)
+        goto fail;
+    memset(out, 0, sizeof(*out));
+    out->id = id;
+    out->group_id = in->group_id;
+    snprintf(out->name, sizeof(out->name), "%s", in->name ? in->name : "");
+    snprintf(out->prefix, sizeof(out->prefix), "%s", in->prefix);
+    out->enabled = 1;
+    out->expires_at = 0;
+    out->created_at = now;
+    return GW_OK;
+fail:
+    my_rollback(p);
+    return rv;
+}
+
+static gw_err
+my_key_get(void *priv, uint64_t id, struct hub_key *out)
+{
+    struct my_priv *p = priv;
+    struct my_binds par = {0}, col = {0};
+    int32_t enabled = 0;
+    int found = 0;
+    gw_err rv;
+
+    rv = my_ready(p);
+    if (rv != GW_OK)
+        return rv;
+    my_p_u64(&par, &id);
+    my_r_u64(&col, &out->id);
+    my_r_u64(&col, &out->group_id);
+    my_r_str(&col, out->name, sizeof(out->name));
+    my_r_str(&col, out->prefix, sizeof(out->prefix));
+    my_r_i32(&col, &enabled);
+    my_r_i64(&col, &out->expires_at);
+    my_r_i64(&col, &out->created_at);
+    rv = my_one(p, MY_KEY_GET, &par, &col, &found);
+    if (rv == GW_OK && !found)
+        rv = GW_ENOTFOUND;
+    out->enabled = enabled != 0;
+    return rv;
+}
+
+/* ---- snapshot ----------------------------------------------------------- */
+
+static void *
+my_grow(void *arr, size_t n, size_t *cap, size_t elem_size)
+{
+    if (n < *cap)
+        return arr;
+    *cap = *cap ? *cap * 2 : 16;
+    return gw_xrealloc(arr, *cap * elem_size);
+}
+
+/* Runs a multi-row query, calling row() after each fetch. */
+static gw_err
+my_each(struct my_priv *p, enum my_stmt id, struct my_binds *par, struct my_binds *col,
+        gw_err (*row)(void *ctx), void *ctx)
+{
+    MYSQL_STMT *st;
+    int have = 0;
+    gw_err rv;
+
+    rv = my_stmt(p, id, &st);
+    if (rv != GW_OK)
+        return rv;
+    rv = my_query(p, st, par, col, my_sql[id]);
+    if (rv != GW_OK)
+        return rv;
+    for (;;) {
+        rv = my_fetch(p, st, col, &have);
+        if (rv != GW_OK || !have)
+            break;
+        rv = row(ctx);
+        if (rv != GW_OK)
+            break;
+    }
+    my_end(st);
+    return rv;
+}
+
+struct my_snap_ctx {
+    struct gw_wire_snapshot *out;
+    size_t cap;
+    uint64_t id, group_id, account_id;
+    int64_t expires_at;
+    int32_t enabled, priority, weight;
+    uint8_t hash[GW_SHA256_LEN];
+    char *name, *kind, *base_url, *credential;
+    size_t credential_len;
+};
+
+static gw_err
+my_snap_key_row(void *arg)
+{
+    struct my_snap_ctx *c = arg;
+    struct gw_wire_key *k;
+
+    c->out->keys = my_grow(c->out->keys, c->out->n_keys, &c->cap, sizeof(*c->out->keys));
+    k = &c->out->keys[c->out->n_keys++];
+    memset(k, 0, sizeof(*k));
+    k->id = c->id;
+    memcpy(k->key_hash, c->hash, GW_SHA256_LEN);
+    k->group_id = c->group_id;
+    k->enabled = c->enabled != 0;
+    k->expires_at = c->expires_at;
+    return GW_OK;
+}
+
+static gw_err
+my_snap_group_row(void *arg)
+{
+    struct my_snap_ctx *c = arg;
+    struct gw_wire_group *g;
+
+    c->out->groups = my_grow(c->out->groups, c->out->n_groups, &c->cap, sizeof(*c->out->groups));
+    g = &c->out->groups[c->out->n_groups++];
+    g->id = c->id;
+    g->name = c->name;
+    c->name = NULL;
+    return GW_OK;
+}
+
+static gw_err
+my_snap_account_row(void *arg)
+{
+    struct my_snap_ctx *c = arg;
+    struct gw_wire_account *a;
+
+    c->out->accounts =
+        my_grow(c->out->accounts, c->out->n_accounts, &c->cap, sizeof(*c->out->accounts));
+    a = &c->out->accounts[c->out->n_accounts++];
+    memset(a, 0, sizeof(*a));
+    a->id = c->id;
+    a->name = c->name;
+    a->kind = c->kind;
+    a->base_url = c->base_url;
+    a->credential = (uint8_t *)c->credential;
+    a->credential_len = c->credential_len;
+    a->priority = c->priority;
+    a->weight = c->weight;
+    a->enabled = c->enabled != 0;
+    c->name = c->kind = c->base_url = c->credential = NULL;
+    return GW_OK;
+}
+
+static gw_err
+my_snap_binding_row(void *arg)
+{
+    struct my_snap_ctx *c = arg;
+    struct gw_wire_binding *b;
+
+    c->out->bindings =
+        my_grow(c->out->bindings, c->out->n_bindings, &c->cap, sizeof(*c->out->bindings));
+    b = &c->out->bindings[c->out->n_bindings++];
+    b->group_id = c->group_id;
+    b->account_id = c->account_id;
+    return GW_OK;
+}
+
+static gw_err
+my_snapshot_rows(struct my_priv *p, struct gw_wire_snapshot *out)
+{
+    struct my_snap_ctx c;
+    struct my_binds col;
+    gw_err rv;
+
+    memset(&c, 0, sizeof(c));
+    c.out = out;
+    memset(&col, 0, sizeof(col));
+    my_r_u64(&col, &c.id);
+    /* BINARY(32) always returns exactly 32 bytes. */
+    my_add(&col, MYSQL_TYPE_BLOB, c.hash, sizeof(c.hash), MY_K_PLAIN);
+    my_r_u64(&col, &c.group_id);
+    my_r_i32(&col, &c.enabled);
+    my_r_i64(&col, &c.expires_at);
+    rv = my_each(p, MY_SNAP_KEYS, NULL, &col, my_snap_key_row, &c);
+    if (rv != GW_OK)
+        return rv;
+
+    c.cap = 0;
+    memset(&col, 0, sizeof(col));
+    my_r_u64(&col, &c.id);
+    my_r_var(&col, &c.name, NULL, 1);
+    rv = my_each(p, MY_SNAP_GROUPS, NULL, &col, my_snap_group_row, &c);
+    free(c.name);
+    c.name = NULL;
+    if (rv != GW_OK)
+        return rv;
+
+    c.cap = 0;
+    memset(&col, 0, sizeof(col));
+    my_r_u64(&col, &c.id);
+    my_r_var(&col, &c.name, NULL, 1);
+    my_r_var(&col, &c.kind, NULL, 1);
+    my_r_var(&col, &c.base_url, NULL, 1);
+    my_r_var(&col, &c.credential, &c.credential_len, 0);
+    my_r_i32(&col, &c.priority);
+    my_r_i32(&col, &c.weight);
+    my_r_i32(&col, &c.enabled);
+    rv = my_each(p, MY_SNAP_ACCOUNTS, NULL, &col, my_snap_account_row, &c);
+    free(c.name);
+    free(c.kind);
+    free(c.base_url);
+    free(c.credential);
+    if (rv != GW_OK)
+        return rv;
+
+    c.cap = 0;
+    memset(&col, 0, sizeof(col));
+    my_r_u64(&col, &c.group_id);
+    my_r_u64(&col, &c.account_id);
+    return my_each(p, MY_SNAP_BINDINGS, NULL, &col, my_snap_binding_row, &c);
+}
+
+/* One consistent read view, so the version and the rows agree. The wrapper
+ * frees a partial result on failure. */
+static gw_err
+my_snapshot_load(void *priv, struct gw_wire_snapshot *out)
+{
+    struct my_priv *p = priv;
+    struct my_binds col = {0};
+    int found = 0;
+    gw_err rv;
+
+    rv = my_ready(p);
+    if (rv != GW_OK)
+        return rv;
+    rv = my_sql_plain(p, "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY");
+    if (rv != GW_OK)
+        return rv;
+    my_r_u64(&col, &out->version);
+    rv = my_one(p, MY_CONFIG_VERSION, NULL, &col, &found);
+    if (rv == GW_OK && !found)
+        rv = GW_ESTORE;
+    if (rv == GW_OK)
+        rv = my_snapshot_rows(p, out);
+    if (rv == GW_OK)
+        rv = my_commit(p);
+    if (rv != GW_OK)
+        my_rollback(p);
+    return rv;
+}
+
+/* ---- prices ------------------------------------------------------------- */
+
+struct my_price_ctx {
+    struct hub_price cur;
+    struct hub_price *arr;
+    size_t n, cap;
+};
+
+static gw_err
+my_price_row(void *arg)
+{
+    struct my_price_ctx *c = arg;
+
+    c->arr = my_grow(c->arr, c->n, &c->cap, sizeof(*c->arr));
+    c->arr[c->n++] = c->cur;
+    return GW_OK;
+}
+
+static gw_err
+my_prices_list(void *priv, struct hub_price **out, size_t *n_out)
+{
+    struct my_priv *p = priv;
+    struct my_price_ctx c;
+    struct my_binds col = {0};
+    gw_err rv;
+
+    rv = my_ready(p);
+    if (rv != GW_OK)
+        return rv;
+    memset(&c, 0, sizeof(c));
+    my_r_str(&col, c.cur.model_prefix, sizeof(c.cur.model_prefix));
+    my_r_i64(&col, &c.cur.input);
+    my_r_i64(&col, &c.cur.output);
+    my_r_i64(&col, &c.cur.cache_write_5m);
+    my_r_i64(&col, &c.cur.cache_write_1h);
+    my_r_i64(&col, &c.cur.cache_read);
+    rv = my_each(p, MY_PRICES_LIST, NULL, &col, my_price_row, &c);
+    *out = c.arr;
+    *n_out = c.n;
+    return rv;
+}
+
+/* ---- usage -------------------------------------------------------------- */
+
+static gw_err
+my_edge_seq(struct my_priv *p, enum my_stmt id, const char *edge_id, uint64_t *out)
+{
+    struct my_binds par = {0}, col = {0};
+    uint64_t v = 0;
+    int found = 0;
+    gw_err rv;
+
+    my_p_str(&par, edge_id);
+    my_r_u64(&col, &v);
+    rv = my_one(p, id, &par, &col, &found);
+    *out = found ? v : 0;
+    return rv;
+}
+
+/* "INSERT INTO usage_log (...) VALUES (?,...),(?,...)..." for n rows. */
+static char *
+my_usage_insert_sql(size_t n, size_t *len_out)
+{
+    struct gw_buf b = GW_BUF_INIT;
+
+    gw_buf_append_str(&b, "INSERT INTO usage_log (" MY_USAGE_COLS ") VALUES ");
+    for (size_t i = 0; i < n; i++)
+        gw_buf_append_str(&b, i == 0 ? "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+                                     : ",(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+    return gw_buf_steal(&b, len_out);
+}
+
+static void
+my_ubind(MYSQL_BIND *b, unsigned long *len, enum enum_field_types type, const void *buf,
+         unsigned long n, int is_unsigned)
+{
+    memset(b, 0, sizeof(*b));
+    b->buffer_type = type;
+    b->buffer = (void *)buf;
+    b->buffer_length = n;
+    *len = n;
+    b->length = len;
+    b->is_unsigned = (my_bool)is_unsigned;
+}
+
+/* Binds rows [0, n) of recs into p->ubind. Points at the caller's memory:
+ * nothing is copied until the execute. */
+static void
+my_usage_bind(struct my_priv *p, const char *edge_id, const struct gw_usage_record *recs,
+              const int64_t *costs, size_t n)
+{
+    static const int32_t flag_on = 1, flag_off = 0;
+    unsigned long edge_len = (unsigned long)strlen(edge_id);
+
+    for (size_t i = 0; i < n; i++) {
+        const struct gw_usage_record *r = &recs[i];
+        MYSQL_BIND *b = &p->ubind[i * MY_USAGE_NCOLS];
+        unsigned long *l = &p->ulen[i * MY_USAGE_NCOLS];
+        const int64_t *cost = costs != NULL && costs[i] >= 0 ? &costs[i] : NULL;
+
+        my_ubind(&b[0], &l[0], MYSQL_TYPE_STRING, r->request_id,
+                 (unsigned long)strnlen(r->request_id, sizeof(r->request_id)), 0);
+        my_ubind(&b[1], &l[1], MYSQL_TYPE_STRING, edge_id, edge_len, 0);
+        my_ubind(&b[2], &l[2], MYSQL_TYPE_LONGLONG, &r->key_id, 0, 1);
+        my_ubind(&b[3], &l[3], MYSQL_TYPE_LONGLONG, &r->account_id, 0, 1);
+        my_ubind(&b[4], &l[4], MYSQL_TYPE_STRING, r->model,
+                 (unsigned long)strnlen(r->model, sizeof(r->model)), 0);
+        my_ubind(&b[5], &l[5], MYSQL_TYPE_STRING, r->dialect,
+                 (unsigned long)strnlen(r->dialect, sizeof(r->dialect)), 0);
+        my_ubind(&b[6], &l[6], MYSQL_TYPE_LONGLONG, &r->input_tokens, 0, 1);
+        my_ubind(&b[7], &l[7], MYSQL_TYPE_LONGLONG, &r->output_tokens, 0, 1);
+        my_ubind(&b[8], &l[8], MYSQL_TYPE_LONGLONG, &r->cache_read_tokens, 0, 1);
+        my_ubind(&b[9], &l[9], MYSQL_TYPE_LONGLONG, &r->cache_write_5m_tokens, 0, 1);
+        my_ubind(&b[10], &l[10], MYSQL_TYPE_LONGLONG, &r->cache_write_1h_tokens, 0, 1);
+        my_ubind(&b[11], &l[11], MYSQL_TYPE_LONGLONG, &r->reasoning_tokens, 0, 1);
+        my_ubind(&b[12], &l[12], MYSQL_TYPE_LONG, &r->status, 0, 1);
+        my_ubind(&b[13], &l[13], MYSQL_TYPE_LONG, &r->latency_ms, 0, 1);
+        my_ubind(&b[14], &l[14], MYSQL_TYPE_LONGLONG, &r->time_ms, 0, 0);
+        my_ubind(&b[15], &l[15], MYSQL_TYPE_LONG, r->partial ? &flag_on : &flag_off, 0, 0);
+        if (cost != NULL)
+            my_ubind(&b[16], &l[16], MYSQL_TYPE_LONGLONG, cost, 0, 0);
+        else
+            my_ubind(&b[16], &l[16], MYSQL_TYPE_NULL, NULL, 0, 0);
+    }
+}
+
+static gw_err
+my_usage_insert(struct my_priv *p, MYSQL_STMT *st, const struct gw_wire_usage_batch *batch,
+                size_t from, size_t n, const int64_t *costs)
+{
+    my_usage_bind(p, batch->edge_id, &batch->records[from], costs != NULL ? &costs[from] : NULL, n);
+    if (mysql_stmt_bind_param(st, p->ubind) != 0)
+        return my_stmt_fail(p, st, "usage bind");
+    if (mysql_stmt_execute(st) != 0)
+        return my_stmt_fail(p, st, "usage insert");
+    return GW_OK;
+}
+
+static gw_err
+my_usage_rows(struct my_priv *p, const struct gw_wire_usage_batch *batch, const int64_t *costs)
+{
+    size_t full = batch->n_records / MY_USAGE_CHUNK;
+    size_t tail = batch->n_records % MY_USAGE_CHUNK;
+    MYSQL_STMT *st = NULL;
+    char *sql;
+    size_t len = 0;
+    gw_err rv = GW_OK;
+
+    if (full > 0 && p->usage_chunk == NULL) {
+        sql = my_usage_insert_sql(MY_USAGE_CHUNK, &len);
+        rv = my_prepare_sql(p, sql, len, &p->usage_chunk);
+        free(sql);
+        if (rv != GW_OK)
+            return rv;
+    }
+    for (size_t c = 0; c < full; c++) {
+        rv = my_usage_insert(p, p->usage_chunk, batch, c * MY_USAGE_CHUNK, MY_USAGE_CHUNK, costs);
+        if (rv != GW_OK)
+            return rv;
+    }
+    if (tail == 0)
+        return GW_OK;
+    /* The odd-sized rest gets a statement of its own size, used once. */
+    sql = my_usage_insert_sql(tail, &len);
+    rv = my_prepare_sql(p, sql, len, &st);
+    free(sql);
+    if (rv != GW_OK)
+        return rv;
+    rv = my_usage_insert(p, st, batch, full * MY_USAGE_CHUNK, tail, costs);
+    mysql_stmt_close(st);
+    return rv;
+}
+
+static gw_err
+my_usage_apply(void *priv, const struct gw_wire_usage_batch *batch, const int64_t *costs,
+               int *duplicate)
+{
+    struct my_priv *p = priv;
+    struct my_binds par = {0};
+    uint64_t last = 0;
+    uint64_t seq = batch->seq;
+    gw_err rv;
+
+    *duplicate = 0;
+    rv = my_ready(p);
+    if (rv != GW_OK)
+        return rv;
+    rv = my_begin(p);
+    if (rv != GW_OK)
+        return rv;
+    /* Make sure the row exists, then hold its lock until the commit, so one
+     * batch of an edge is applied at a time even across hubs. */
+    my_p_str(&par, batch->edge_id);
+    rv = my_run(p, MY_EDGE_SEQ_ENSURE, &par, NULL);
+    if (rv != GW_OK)
+        goto fail;
+    rv = my_edge_seq(p, MY_EDGE_SEQ_LOCK, batch->edge_id, &last);
+    if (rv != GW_OK)
+        goto fail;
+    if (seq <= last) {
+        *duplicate = 1;
+        my_rollback(p);
+        return GW_OK;
+    }
+    rv = my_usage_rows(p, batch, costs);
+    if (rv != GW_OK)
+        goto fail;
+    par.n = 0;
+    my_p_u64(&par, &seq);
+    my_p_str(&par, batch->edge_id);
+    rv = my_run(p, MY_EDGE_SEQ_SET, &par, NULL);
+    if (rv != GW_OK)
+        goto fail;
+    rv = my_commit(p);
+    if (rv != GW_OK)
+        goto fail;
+    return GW_OK;
+fail:
+    my_rollback(p);
+    return rv;
+}
+
+static gw_err
+my_edge_last_seq(void *priv, const char *edge_id, uint64_t *out)
+{
+    struct my_priv *p = priv;
+    gw_err rv;
+
+    rv = my_ready(p);
+    if (rv != GW_OK)
+        return rv;
+    return my_edge_seq(p, MY_EDGE_SEQ_GET, edge_id, out);
+}
+
+struct my_usage_ctx {
+    struct hub_usage_row cur;
+    int32_t partial;
+    struct hub_usage_row *arr;
+    size_t n, max;
+};
+
+static gw_err
+my_usage_row(void *arg)
+{
+    struct my_usage_ctx *c = arg;
+
+    if (c->n >= c->max)
+        return GW_OK;
+    c->cur.rec.partial = c->partial != 0;
+    c->arr[c->n++] = c->cur;
+    return GW_OK;
+}
+
+static gw_err
+my_usage_list(void *priv, const struct hub_usage_filter *f, struct hub_usage_row **rows,
+              size_t *n_rows)
+{
+    struct my_priv *p = priv;
+    struct my_usage_ctx c;
+    struct my_binds par = {0}, col = {0};
+    struct gw_usage_record *r;
+    uint64_t key_id = f->key_id, limit = f->limit, offset = f->offset;
+    gw_err rv;
+
+    rv = my_ready(p);
+    if (rv != GW_OK)
+        return rv;
+    memset(&c, 0, sizeof(c));
+    r = &c.cur.rec;
+    if (key_id != 0)
+        my_p_u64(&par, &key_id);
+    my_p_u64(&par, &limit);
+    my_p_u64(&par, &offset);
+    my_r_u64(&col, &c.cur.id);
+    my_r_str(&col, r->request_id, sizeof(r->request_id));
+    my_r_str(&col, c.cur.edge_id, sizeof(c.cur.edge_id));
+    my_r_u64(&col, &r->key_id);
+    my_r_u64(&col, &r->account_id);
+    my_r_str(&col, r->model, sizeof(r->model));
+    my_r_str(&col, r->dialect, sizeof(r->dialect));
+    my_r_u64(&col, &r->input_tokens);
+    my_r_u64(&col, &r->output_tokens);
+    my_r_u64(&col, &r->cache_read_tokens);
+    my_r_u64(&col, &r->cache_write_5m_tokens);
+    my_r_u64(&col, &r->cache_write_1h_tokens);
+    my_r_u64(&col, &r->reasoning_tokens);
+    my_r_u32(&col, &r->status);
+    my_r_u32(&col, &r->latency_ms);
+    my_r_i64(&col, &r->time_ms);
+    my_r_i32(&col, &c.partial);
+    my_r_cost(&col, &c.cur.cost_micros);
+    /* The wrapper clamped the limit, so this allocation is bounded. */
+    c.max = f->limit;
+    c.arr = gw_xcalloc(c.max, sizeof(*c.arr));
+    rv = my_each(p, key_id != 0 ? MY_USAGE_LIST_KEY : MY_USAGE_LIST_ALL, &par, &col, my_usage_row,
+                 &c);
+    if (rv != GW_OK || c.n == 0) {
+        free(c.arr);
+        c.arr = NULL;
+        c.n = 0;
+    }
+    *rows = c.arr;
+    *n_rows = c.n;
+    return rv;
+}
+
+const struct hub_store_ops hub_store_mysql_ops = {
+    .scheme = "mysql",
+    .priv_size = sizeof(struct my_priv),
+    .open = my_open,
+    .close = my_close,
+    .migrate = my_migrate,
+    .config_version = my_config_version,
+    .admin_count = my_admin_count,
+    .admin_create = my_admin_create,
+    .admin_get = my_admin_get,
+    .group_create = my_group_create,
+    .group_get = my_group_get,
+    .account_create = my_account_create,
+    .account_get = my_account_get,
+    .binding_create = my_binding_create,
+    .key_create = my_key_create,
+    .key_get = my_key_get,
+    .snapshot_load = my_snapshot_load,
+    .prices_list = my_prices_list,
+    .usage_apply = my_usage_apply,
+    .edge_last_seq = my_edge_last_seq,
+    .usage_list = my_usage_list,
+};

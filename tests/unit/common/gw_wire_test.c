@@ -1,0 +1,654 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Tests for the protobuf gate: round trips of every message type, limits,
+ * malformed frames (hand-written protobuf bytes, since only gw_wire.c may
+ * include the generated code) and encoder refusals. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gw_buf.h"
+#include "gw_test.h"
+#include "gw_wire.h"
+
+#define MAX_FRAME (64u * 1024 * 1024)
+
+/* ------------------------------------------------ raw protobuf writer */
+
+static void
+pb_varint(struct gw_buf *b, uint64_t v)
+{
+    uint8_t tmp[10];
+    size_t n = 0;
+    do {
+        tmp[n] = (uint8_t)(v & 0x7f);
+        v >>= 7;
+        if (v)
+            tmp[n] |= 0x80;
+        n++;
+    } while (v);
+    gw_buf_append(b, tmp, n);
+}
+
+static void
+pb_uint(struct gw_buf *b, unsigned field, uint64_t v)
+{
+    pb_varint(b, (uint64_t)field << 3 | 0);
+    pb_varint(b, v);
+}
+
+static void
+pb_bytes(struct gw_buf *b, unsigned field, const void *data, size_t len)
+{
+    pb_varint(b, (uint64_t)field << 3 | 2);
+    pb_varint(b, len);
+    gw_buf_append(b, data, len);
+}
+
+static void
+pb_sub(struct gw_buf *b, unsigned field, struct gw_buf *sub)
+{
+    pb_bytes(b, field, sub->data, sub->len);
+    gw_buf_fini(sub);
+}
+
+/* A snapshot frame with one key whose hash is hash_len bytes long. */
+static void
+raw_snapshot_with_hash(struct gw_buf *out, size_t hash_len)
+{
+    struct gw_buf key = GW_BUF_INIT, snap = GW_BUF_INIT;
+    uint8_t hash[64];
+
+    memset(hash, 0xab, sizeof(hash));
+    pb_uint(&key, 1, 7);
+    pb_bytes(&key, 2, hash, hash_len);
+    pb_uint(&key, 3, 9);
+    pb_uint(&snap, 1, 42);
+    pb_sub(&snap, 3, &key);
+    pb_sub(out, 4, &snap);
+}
+
+/* ------------------------------------------------ helpers */
+
+static void
+round_trip(const struct gw_msg *in, struct gw_msg *out)
+{
+    struct gw_buf b = GW_BUF_INIT;
+    GW_PASS(gw_wire_encode(in, &b));
+    assert_true(b.len > 0);
+    GW_PASS(gw_wire_decode(b.data, b.len, MAX_FRAME, out));
+    assert_int_equal(out->type, in->type);
+    gw_buf_fini(&b);
+}
+
+static void
+fill_record(struct gw_usage_record *r, size_t i)
+{
+    memset(r, 0, sizeof(*r));
+    snprintf(r->request_id, sizeof(r->request_id), "req_%06zu_%s", i, "0123456789abcdef");
+    r->key_id = 1000 + i;
+    r->account_id = 2000 + i;
+    snprintf(r->model, sizeof(r->model), "claude-sonnet-4-5-%zu", i % 7);
+    snprintf(r->dialect, sizeof(r->dialect), "%s", (i % 3 == 0) ? "anthropic" : "openai");
+    r->input_tokens = 1 + i * 3;
+    r->output_tokens = 2 + i * 5;
+    r->cache_read_tokens = i * 11;
+    r->cache_write_5m_tokens = i * 13;
+    r->cache_write_1h_tokens = i * 17;
+    r->reasoning_tokens = i * 19;
+    r->status = (i % 10 == 0) ? 529 : 200;
+    r->latency_ms = (uint32_t)(i * 23);
+    r->time_ms = 1700000000000 + (int64_t)i;
+    r->partial = (i % 4 == 0);
+}
+
+static void
+assert_record_equal(const struct gw_usage_record *a, const struct gw_usage_record *b)
+{
+    assert_string_equal(a->request_id, b->request_id);
+    assert_int_equal(a->key_id, b->key_id);
+    assert_int_equal(a->account_id, b->account_id);
+    assert_string_equal(a->model, b->model);
+    assert_string_equal(a->dialect, b->dialect);
+    assert_int_equal(a->input_tokens, b->input_tokens);
+    assert_int_equal(a->output_tokens, b->output_tokens);
+    assert_int_equal(a->cache_read_tokens, b->cache_read_tokens);
+    assert_int_equal(a->cache_write_5m_tokens, b->cache_write_5m_tokens);
+    assert_int_equal(a->cache_write_1h_tokens, b->cache_write_1h_tokens);
+    assert_int_equal(a->reasoning_tokens, b->reasoning_tokens);
+    assert_int_equal(a->status, b->status);
+    assert_int_equal(a->latency_ms, b->latency_ms);
+    assert_int_equal(a->time_ms, b->time_ms);
+    assert_int_equal(a->partial, b->partial);
+}
+
+/* ------------------------------------------------ round trips */
+
+static void
+test_hello(void **state)
+{
+    (void)state;
+    struct gw_msg in = {0}, out;
+    uint8_t proof[5] = {0, 1, 2, 0xfe, 0xff};
+
+    in.type = GW_MSG_HELLO;
+    in.u.hello.edge_id = gw_xstrdup("edge-eu-1");
+    in.u.hello.region = gw_xstrdup("eu-west");
+    in.u.hello.version = gw_xstrdup("0.1.0");
+    in.u.hello.proof = gw_xmalloc(sizeof(proof));
+    memcpy(in.u.hello.proof, proof, sizeof(proof));
+    in.u.hello.proof_len = sizeof(proof);
+    in.u.hello.snapshot_version = UINT64_MAX;
+    round_trip(&in, &out);
+    assert_string_equal(out.u.hello.edge_id, "edge-eu-1");
+    assert_string_equal(out.u.hello.region, "eu-west");
+    assert_string_equal(out.u.hello.version, "0.1.0");
+    assert_int_equal(out.u.hello.proof_len, sizeof(proof));
+    assert_memory_equal(out.u.hello.proof, proof, sizeof(proof));
+    assert_true(out.u.hello.snapshot_version == UINT64_MAX);
+    gw_msg_fini(&out);
+    assert_int_equal(out.type, GW_MSG_NONE);
+
+    /* Optional fields absent come back absent. */
+    free(in.u.hello.region);
+    free(in.u.hello.version);
+    free(in.u.hello.proof);
+    in.u.hello.region = NULL;
+    in.u.hello.version = NULL;
+    in.u.hello.proof = NULL;
+    in.u.hello.proof_len = 0;
+    round_trip(&in, &out);
+    assert_null(out.u.hello.region);
+    assert_null(out.u.hello.version);
+    assert_null(out.u.hello.proof);
+    assert_int_equal(out.u.hello.proof_len, 0);
+    gw_msg_fini(&out);
+    gw_msg_fini(&in);
+}
+
+static void
+test_small_messages(void **state)
+{
+    (void)state;
+    struct gw_msg in = {0}, out;
+
+    in.type = GW_MSG_HELLO_REPLY;
+    in.u.hello_reply.config_version = 123456789012ull;
+    in.u.hello_reply.last_usage_seq = 77;
+    round_trip(&in, &out);
+    assert_true(out.u.hello_reply.config_version == 123456789012ull);
+    assert_int_equal(out.u.hello_reply.last_usage_seq, 77);
+    gw_msg_fini(&out);
+
+    memset(&in, 0, sizeof(in));
+    in.type = GW_MSG_FETCH_SNAPSHOT;
+    in.u.fetch_snapshot.edge_id = gw_xstrdup("e1");
+    in.u.fetch_snapshot.have_version = 41;
+    round_trip(&in, &out);
+    assert_string_equal(out.u.fetch_snapshot.edge_id, "e1");
+    assert_int_equal(out.u.fetch_snapshot.have_version, 41);
+    gw_msg_fini(&out);
+    gw_msg_fini(&in);
+
+    in.type = GW_MSG_USAGE_ACK;
+    in.u.usage_ack.seq = 9;
+    in.u.usage_ack.duplicate = 1;
+    round_trip(&in, &out);
+    assert_int_equal(out.u.usage_ack.seq, 9);
+    assert_int_equal(out.u.usage_ack.duplicate, 1);
+    gw_msg_fini(&out);
+
+    memset(&in, 0, sizeof(in));
+    gw_msg_set_error(&in, GW_ESTORE, "database is locked");
+    assert_int_equal(in.type, GW_MSG_ERROR);
+    round_trip(&in, &out);
+    assert_int_equal(out.u.error.code, GW_ESTORE);
+    assert_string_equal(out.u.error.message, "database is locked");
+    gw_msg_fini(&out);
+    /* set_error on a populated message replaces its content. */
+    gw_msg_set_error(&in, GW_EPROTO, NULL);
+    round_trip(&in, &out);
+    assert_int_equal(out.u.error.code, GW_EPROTO);
+    assert_null(out.u.error.message);
+    gw_msg_fini(&out);
+    gw_msg_fini(&in);
+}
+
+static void
+test_snapshot(void **state)
+{
+    (void)state;
+    struct gw_msg in = {0}, out;
+    struct gw_wire_snapshot *s = &in.u.snapshot;
+    const size_t nk = 5, ng = 3, na = 4, nb = 6;
+    size_t i;
+
+    in.type = GW_MSG_SNAPSHOT;
+    s->version = 1234;
+    s->keys = gw_xcalloc(nk, sizeof(*s->keys));
+    s->n_keys = nk;
+    for (i = 0; i < nk; i++) {
+        s->keys[i].id = 10 + i;
+        memset(s->keys[i].key_hash, (int)(0x10 + i), GW_SHA256_LEN);
+        s->keys[i].key_hash[0] = 0; /* binary, with a NUL */
+        s->keys[i].group_id = 1 + i % ng;
+        s->keys[i].enabled = (i % 2 == 0);
+        s->keys[i].expires_at = i == 3 ? -5 : (int64_t)(i * 1000);
+    }
+    s->groups = gw_xcalloc(ng, sizeof(*s->groups));
+    s->n_groups = ng;
+    for (i = 0; i < ng; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "group-%zu", i);
+        s->groups[i].id = 1 + i;
+        s->groups[i].name = i == 2 ? NULL : gw_xstrdup(name);
+    }
+    s->accounts = gw_xcalloc(na, sizeof(*s->accounts));
+    s->n_accounts = na;
+    for (i = 0; i < na; i++) {
+        struct gw_wire_account *a = &s->accounts[i];
+        char buf[64];
+        a->id = 100 + i;
+        snprintf(buf, sizeof(buf), "acct-%zu", i);
+        a->name = gw_xstrdup(buf);
+        a->kind = gw_xstrdup(i == 0 ? "mock" : "anthropic");
+        snprintf(buf, sizeof(buf), "https://api%zu.example/v1", i);
+        a->base_url = gw_xstrdup(buf);
+        if (i != 1) {
+            snprintf(buf, sizeof(buf), "sk-ant-secret-%zu", i);
+            a->credential = (uint8_t *)gw_xstrdup(buf);
+            a->credential_len = strlen(buf);
+        }
+        a->priority = (int32_t)i - 2; /* negative too */
+        a->weight = (int32_t)(i * 10);
+        a->enabled = (i != 3);
+    }
+    s->bindings = gw_xcalloc(nb, sizeof(*s->bindings));
+    s->n_bindings = nb;
+    for (i = 0; i < nb; i++) {
+        s->bindings[i].group_id = 1 + i % ng;
+        s->bindings[i].account_id = 100 + i % na;
+    }
+
+    round_trip(&in, &out);
+    const struct gw_wire_snapshot *o = &out.u.snapshot;
+    assert_int_equal(o->version, 1234);
+    assert_int_equal(o->unchanged, 0);
+    assert_int_equal(o->n_keys, nk);
+    for (i = 0; i < nk; i++) {
+        assert_int_equal(o->keys[i].id, s->keys[i].id);
+        assert_memory_equal(o->keys[i].key_hash, s->keys[i].key_hash, GW_SHA256_LEN);
+        assert_int_equal(o->keys[i].group_id, s->keys[i].group_id);
+        assert_int_equal(o->keys[i].enabled, s->keys[i].enabled);
+        assert_int_equal(o->keys[i].expires_at, s->keys[i].expires_at);
+    }
+    assert_int_equal(o->n_groups, ng);
+    for (i = 0; i < ng; i++) {
+        assert_int_equal(o->groups[i].id, s->groups[i].id);
+        if (s->groups[i].name)
+            assert_string_equal(o->groups[i].name, s->groups[i].name);
+        else
+            assert_null(o->groups[i].name);
+    }
+    assert_int_equal(o->n_accounts, na);
+    for (i = 0; i < na; i++) {
+        const struct gw_wire_account *a = &s->accounts[i], *b = &o->accounts[i];
+        assert_int_equal(b->id, a->id);
+        assert_string_equal(b->name, a->name);
+        assert_string_equal(b->kind, a->kind);
+        assert_string_equal(b->base_url, a->base_url);
+        assert_int_equal(b->credential_len, a->credential_len);
+        if (a->credential)
+            assert_memory_equal(b->credential, a->credential, a->credential_len);
+        else
+            assert_null(b->credential);
+        assert_int_equal(b->priority, a->priority);
+        assert_int_equal(b->weight, a->weight);
+        assert_int_equal(b->enabled, a->enabled);
+    }
+    assert_int_equal(o->n_bindings, nb);
+    for (i = 0; i < nb; i++) {
+        assert_int_equal(o->bindings[i].group_id, s->bindings[i].group_id);
+        assert_int_equal(o->bindings[i].account_id, s->bindings[i].account_id);
+    }
+    gw_msg_fini(&out);
+    gw_msg_fini(&in);
+
+    /* The "unchanged" form. */
+    in.type = GW_MSG_SNAPSHOT;
+    in.u.snapshot.version = 8;
+    in.u.snapshot.unchanged = 1;
+    round_trip(&in, &out);
+    assert_int_equal(out.u.snapshot.version, 8);
+    assert_int_equal(out.u.snapshot.unchanged, 1);
+    assert_int_equal(out.u.snapshot.n_keys, 0);
+    assert_null(out.u.snapshot.keys);
+    gw_msg_fini(&out);
+}
+
+static void
+test_usage_batch_1000(void **state)
+{
+    (void)state;
+    struct gw_msg in = {0}, out;
+    const size_t n = 1000;
+    size_t i;
+
+    in.type = GW_MSG_USAGE_BATCH;
+    in.u.usage_batch.edge_id = gw_xstrdup("edge-us-2");
+    in.u.usage_batch.seq = 5000000000ull;
+    in.u.usage_batch.records = gw_xcalloc(n, sizeof(struct gw_usage_record));
+    in.u.usage_batch.n_records = n;
+    for (i = 0; i < n; i++)
+        fill_record(&in.u.usage_batch.records[i], i);
+    /* Full-length text fields survive untouched. */
+    memset(in.u.usage_batch.records[1].model, 'm', sizeof(in.u.usage_batch.records[1].model) - 1);
+    in.u.usage_batch.records[1].model[127] = '\0';
+    in.u.usage_batch.records[2].model[0] = '\0';
+    in.u.usage_batch.records[2].dialect[0] = '\0';
+
+    round_trip(&in, &out);
+    assert_string_equal(out.u.usage_batch.edge_id, "edge-us-2");
+    assert_true(out.u.usage_batch.seq == 5000000000ull);
+    assert_int_equal(out.u.usage_batch.n_records, n);
+    for (i = 0; i < n; i++)
+        assert_record_equal(&out.u.usage_batch.records[i], &in.u.usage_batch.records[i]);
+    gw_msg_fini(&out);
+    gw_msg_fini(&in);
+
+    /* An empty batch is legal (it still advances the sequence). */
+    in.type = GW_MSG_USAGE_BATCH;
+    in.u.usage_batch.edge_id = gw_xstrdup("e");
+    in.u.usage_batch.seq = 1;
+    round_trip(&in, &out);
+    assert_int_equal(out.u.usage_batch.n_records, 0);
+    assert_null(out.u.usage_batch.records);
+    gw_msg_fini(&out);
+    gw_msg_fini(&in);
+}
+
+/* A model name longer than the fixed field is cut, at a UTF-8 boundary. */
+static void
+test_usage_text_truncated(void **state)
+{
+    (void)state;
+    struct gw_buf rec = GW_BUF_INIT, batch = GW_BUF_INIT, env = GW_BUF_INIT;
+    char model[300], reqid[100];
+    struct gw_msg out;
+
+    /* 126 ASCII bytes then a 3-byte character straddling the 127-byte cap. */
+    memset(model, 'a', 126);
+    memcpy(model + 126, "\xe2\x82\xac", 3);
+    memset(model + 129, 'b', 100);
+    memset(reqid, 'r', sizeof(reqid));
+    pb_bytes(&rec, 1, reqid, sizeof(reqid));
+    pb_uint(&rec, 2, 5);
+    pb_bytes(&rec, 4, model, 229);
+    pb_bytes(&rec, 5, "a-very-long-dialect-name", 24);
+    pb_bytes(&batch, 1, "e", 1);
+    pb_uint(&batch, 2, 3);
+    pb_sub(&batch, 3, &rec);
+    pb_sub(&env, 5, &batch);
+
+    GW_PASS(gw_wire_decode(env.data, env.len, MAX_FRAME, &out));
+    assert_int_equal(out.type, GW_MSG_USAGE_BATCH);
+    assert_int_equal(out.u.usage_batch.n_records, 1);
+    const struct gw_usage_record *r = &out.u.usage_batch.records[0];
+    assert_int_equal(strlen(r->model), 126);
+    assert_memory_equal(r->model, model, 126);
+    assert_int_equal(strlen(r->request_id), sizeof(r->request_id) - 1);
+    assert_string_equal(r->dialect, "a-very-long-dia");
+    assert_int_equal(r->key_id, 5);
+    gw_msg_fini(&out);
+    gw_buf_fini(&env);
+}
+
+/* ------------------------------------------------ refusals */
+
+static void
+test_max_len(void **state)
+{
+    (void)state;
+    struct gw_msg in = {0}, out;
+    struct gw_buf b = GW_BUF_INIT;
+
+    in.type = GW_MSG_USAGE_ACK;
+    in.u.usage_ack.seq = 1;
+    GW_PASS(gw_wire_encode(&in, &b));
+    GW_FAIL(gw_wire_decode(b.data, b.len, b.len - 1, &out), GW_EMSGSIZE);
+    assert_int_equal(out.type, GW_MSG_NONE);
+    GW_PASS(gw_wire_decode(b.data, b.len, b.len, &out));
+    gw_msg_fini(&out);
+    /* The size check comes before any parsing: a huge length with a tiny
+     * limit is refused even though the bytes would not be read. */
+    GW_FAIL(gw_wire_decode(b.data, (size_t)1 << 40, 1024, &out), GW_EMSGSIZE);
+    gw_buf_fini(&b);
+}
+
+static void
+test_garbage(void **state)
+{
+    (void)state;
+#define FRAME(lit)                                                                                 \
+    {                                                                                              \
+        lit, sizeof(lit) - 1                                                                       \
+    }
+    static const struct {
+        const char *p;
+        size_t n;
+    } frames[] = {
+        FRAME("GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
+        FRAME("\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff"),
+        FRAME("\x22\x7f\x08"),     /* snapshot field claiming 127 bytes, 1 present */
+        FRAME("\x0a\x02\x0a"),     /* hello whose body overruns the frame */
+        FRAME("\x0a\x00"),         /* hello missing its required edge_id */
+        FRAME("\x3a\x02\x12\x00"), /* error missing its required code */
+        FRAME("\x2a\x03\x0a\x01"), /* batch body shorter than announced */
+    };
+#undef FRAME
+    struct gw_msg out;
+    size_t i;
+
+    for (i = 0; i < sizeof(frames) / sizeof(frames[0]); i++) {
+        GW_FAIL(gw_wire_decode(frames[i].p, frames[i].n, MAX_FRAME, &out), GW_EPROTO);
+        assert_int_equal(out.type, GW_MSG_NONE);
+    }
+}
+
+static void
+test_truncated(void **state)
+{
+    (void)state;
+    struct gw_msg in = {0}, out;
+    struct gw_buf b = GW_BUF_INIT;
+    size_t cut;
+
+    in.type = GW_MSG_USAGE_BATCH;
+    in.u.usage_batch.edge_id = gw_xstrdup("edge-1");
+    in.u.usage_batch.seq = 300;
+    in.u.usage_batch.records = gw_xcalloc(3, sizeof(struct gw_usage_record));
+    in.u.usage_batch.n_records = 3;
+    for (cut = 0; cut < 3; cut++)
+        fill_record(&in.u.usage_batch.records[cut], cut + 1);
+    GW_PASS(gw_wire_encode(&in, &b));
+    /* Every proper prefix of a frame is rejected, including the empty one. */
+    for (cut = 0; cut < b.len; cut++) {
+        gw_err rv = gw_wire_decode(b.data, cut, MAX_FRAME, &out);
+        if (rv != GW_EPROTO)
+            fail_msg("prefix of %zu/%zu bytes: got %s", cut, b.len, gw_err_name(rv));
+    }
+    GW_PASS(gw_wire_decode(b.data, b.len, MAX_FRAME, &out));
+    gw_msg_fini(&out);
+    gw_msg_fini(&in);
+    gw_buf_fini(&b);
+}
+
+static void
+test_empty_envelope(void **state)
+{
+    (void)state;
+    struct gw_msg out;
+    struct gw_buf b = GW_BUF_INIT;
+
+    GW_FAIL(gw_wire_decode("", 0, MAX_FRAME, &out), GW_EPROTO);
+    /* Only an unknown field: a valid Envelope with no body. */
+    pb_uint(&b, 15, 1);
+    GW_FAIL(gw_wire_decode(b.data, b.len, MAX_FRAME, &out), GW_EPROTO);
+    gw_buf_fini(&b);
+}
+
+static void
+test_key_hash_length(void **state)
+{
+    (void)state;
+    struct gw_msg out;
+    struct gw_buf b = GW_BUF_INIT;
+    static const size_t bad[] = {0, 3, 31, 33, 64};
+    size_t i;
+
+    /* The hand-made frame is valid with the right length... */
+    raw_snapshot_with_hash(&b, GW_SHA256_LEN);
+    GW_PASS(gw_wire_decode(b.data, b.len, MAX_FRAME, &out));
+    assert_int_equal(out.type, GW_MSG_SNAPSHOT);
+    assert_int_equal(out.u.snapshot.version, 42);
+    assert_int_equal(out.u.snapshot.n_keys, 1);
+    assert_int_equal(out.u.snapshot.keys[0].id, 7);
+    assert_int_equal(out.u.snapshot.keys[0].group_id, 9);
+    assert_int_equal(out.u.snapshot.keys[0].enabled, 1); /* proto default */
+    assert_int_equal(out.u.snapshot.keys[0].key_hash[31], 0xab);
+    gw_msg_fini(&out);
+    gw_buf_fini(&b);
+
+    /* ...and refused with any other. */
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        raw_snapshot_with_hash(&b, bad[i]);
+        GW_FAIL(gw_wire_decode(b.data, b.len, MAX_FRAME, &out), GW_EPROTO);
+        assert_int_equal(out.type, GW_MSG_NONE);
+        gw_buf_fini(&b);
+    }
+}
+
+static void
+test_unknown_error_code(void **state)
+{
+    (void)state;
+    struct gw_buf err = GW_BUF_INIT, env = GW_BUF_INIT;
+    struct gw_msg out;
+
+    pb_uint(&err, 1, 100000);
+    pb_bytes(&err, 2, "from the future", 15);
+    pb_sub(&env, 7, &err);
+    GW_PASS(gw_wire_decode(env.data, env.len, MAX_FRAME, &out));
+    assert_int_equal(out.type, GW_MSG_ERROR);
+    assert_int_equal(out.u.error.code, GW_EINTERNAL);
+    assert_string_equal(out.u.error.message, "from the future");
+    gw_msg_fini(&out);
+    gw_buf_fini(&env);
+}
+
+static void
+test_encode_missing_required(void **state)
+{
+    (void)state;
+    struct gw_buf b = GW_BUF_INIT;
+    struct gw_msg m = {0};
+
+    /* Nothing is appended on failure. */
+    gw_buf_append_str(&b, "keep");
+
+    m.type = GW_MSG_NONE;
+    GW_FAIL(gw_wire_encode(&m, &b), GW_EINVAL);
+
+    m.type = GW_MSG_HELLO;
+    GW_FAIL(gw_wire_encode(&m, &b), GW_EINVAL);
+
+    m.type = GW_MSG_FETCH_SNAPSHOT;
+    GW_FAIL(gw_wire_encode(&m, &b), GW_EINVAL);
+
+    m.type = GW_MSG_USAGE_BATCH;
+    GW_FAIL(gw_wire_encode(&m, &b), GW_EINVAL);
+
+    /* A record whose text field has no NUL. */
+    struct gw_usage_record rec;
+    fill_record(&rec, 1);
+    memset(rec.dialect, 'x', sizeof(rec.dialect));
+    m.u.usage_batch.edge_id = gw_xstrdup("e");
+    m.u.usage_batch.records = &rec;
+    m.u.usage_batch.n_records = 1;
+    GW_FAIL(gw_wire_encode(&m, &b), GW_EINVAL);
+    fill_record(&rec, 1);
+    GW_PASS(gw_wire_encode(&m, &b)); /* the same batch, fixed, is fine */
+    b.len = 4;
+    free(m.u.usage_batch.edge_id);
+    memset(&m, 0, sizeof(m));
+
+    /* A count without its array. */
+    m.type = GW_MSG_USAGE_BATCH;
+    m.u.usage_batch.edge_id = (char *)"e";
+    m.u.usage_batch.n_records = 2;
+    GW_FAIL(gw_wire_encode(&m, &b), GW_EINVAL);
+    memset(&m, 0, sizeof(m));
+
+    /* An account without its required kind/base_url inside a snapshot. */
+    struct gw_wire_account acct = {0};
+    acct.id = 1;
+    acct.base_url = (char *)"http://x";
+    m.type = GW_MSG_SNAPSHOT;
+    m.u.snapshot.accounts = &acct;
+    m.u.snapshot.n_accounts = 1;
+    GW_FAIL(gw_wire_encode(&m, &b), GW_EINVAL);
+    acct.kind = (char *)"mock";
+    acct.base_url = NULL;
+    GW_FAIL(gw_wire_encode(&m, &b), GW_EINVAL);
+    acct.base_url = (char *)"http://x";
+    GW_PASS(gw_wire_encode(&m, &b));
+    b.len = 4;
+    m.u.snapshot.n_keys = 1; /* keys == NULL */
+    GW_FAIL(gw_wire_encode(&m, &b), GW_EINVAL);
+
+    assert_int_equal(b.len, 4);
+    assert_memory_equal(b.data, "keep", 4);
+    gw_buf_fini(&b);
+}
+
+/* Encoding appends: two frames back to back decode separately. */
+static void
+test_encode_appends(void **state)
+{
+    (void)state;
+    struct gw_buf b = GW_BUF_INIT;
+    struct gw_msg m = {0}, out;
+    size_t first;
+
+    m.type = GW_MSG_USAGE_ACK;
+    m.u.usage_ack.seq = 1;
+    GW_PASS(gw_wire_encode(&m, &b));
+    first = b.len;
+    m.u.usage_ack.seq = 2;
+    GW_PASS(gw_wire_encode(&m, &b));
+    assert_true(b.len > first);
+    GW_PASS(gw_wire_decode(b.data + first, b.len - first, MAX_FRAME, &out));
+    assert_int_equal(out.u.usage_ack.seq, 2);
+    gw_msg_fini(&out);
+    gw_buf_fini(&b);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_hello),
+        cmocka_unit_test(test_small_messages),
+        cmocka_unit_test(test_snapshot),
+        cmocka_unit_test(test_usage_batch_1000),
+        cmocka_unit_test(test_usage_text_truncated),
+        cmocka_unit_test(test_max_len),
+        cmocka_unit_test(test_garbage),
+        cmocka_unit_test(test_truncated),
+        cmocka_unit_test(test_empty_envelope),
+        cmocka_unit_test(test_key_hash_length),
+        cmocka_unit_test(test_unknown_error_code),
+        cmocka_unit_test(test_encode_missing_required),
+        cmocka_unit_test(test_encode_appends),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
