@@ -116,13 +116,21 @@ cfg_origin_prefix(const struct cfg_origin *o, const struct gw_cfg_entry *e, char
         snprintf(out, out_size, "--%s", e->key);
 }
 
+/* Config secrets are passwords as often as API keys: unlike gw_log_mask(),
+ * show none of their characters. */
+static void
+cfg_mask_secret(char *out, size_t out_size)
+{
+    snprintf(out, out_size, "********");
+}
+
 /* The text of a rejected value as it may appear in an error line: secrets
  * are masked, long values shortened. */
 static void
 cfg_echo(const struct gw_cfg_entry *e, const char *value, char *out, size_t out_size)
 {
     if (e->flags & GW_CFG_F_SECRET)
-        gw_log_mask(value, out, out_size);
+        cfg_mask_secret(out, out_size);
     else
         snprintf(out, out_size, "%.*s%s", CFG_ECHO_MAX, value,
                  strlen(value) > CFG_ECHO_MAX ? "..." : "");
@@ -487,7 +495,7 @@ cfg_print_help(const struct gw_cfg_entry *table, const char *prog, FILE *out)
                      : e->type == GW_CFG_BOOL ? "false"
                                               : "unset");
         else if (e->flags & GW_CFG_F_SECRET)
-            gw_log_mask(e->def, def, sizeof(def));
+            cfg_mask_secret(def, sizeof(def));
         else
             snprintf(def, sizeof(def), "%s", e->def);
         switch (e->type) {
@@ -598,7 +606,7 @@ gw_config_print(const struct gw_cfg_entry *table, const void *obj, FILE *out)
             if (s == NULL) {
                 fprintf(out, "%s = (unset)\n", e->key);
             } else if (e->flags & GW_CFG_F_SECRET) {
-                gw_log_mask(s, masked, sizeof(masked));
+                cfg_mask_secret(masked, sizeof(masked));
                 fprintf(out, "%s = %s\n", e->key, masked);
             } else {
                 fprintf(out, "%s = %s\n", e->key, s);
@@ -607,13 +615,13 @@ gw_config_print(const struct gw_cfg_entry *table, const void *obj, FILE *out)
         }
         case GW_CFG_INT:
             if (e->flags & GW_CFG_F_SECRET)
-                fprintf(out, "%s = ***\n", e->key);
+                fprintf(out, "%s = ********\n", e->key);
             else
                 fprintf(out, "%s = %" PRId64 "\n", e->key, *(const int64_t *)(const void *)field);
             break;
         case GW_CFG_BOOL:
             if (e->flags & GW_CFG_F_SECRET)
-                fprintf(out, "%s = ***\n", e->key);
+                fprintf(out, "%s = ********\n", e->key);
             else
                 fprintf(out, "%s = %s\n", e->key,
                         *(const int *)(const void *)field ? "true" : "false");

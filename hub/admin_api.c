@@ -22,9 +22,9 @@
 #include "gw_log.h"
 #include "hub_config.h"
 
-#define API_NAME_MAX 127     /* group, account and key names (store: char[128]) */
-#define API_URL_MAX 511      /* store: char[512] */
-#define API_SECRET_MAX 8192  /* provider credential */
+#define API_NAME_MAX 127    /* group, account and key names (store: char[128]) */
+#define API_URL_MAX 511     /* store: char[512] */
+#define API_SECRET_MAX 8192 /* provider credential */
 #define API_USER_MAX 63
 #define API_PASSWORD_MAX 1024
 #define API_USAGE_LIMIT_DEFAULT 100
@@ -411,8 +411,8 @@ login_finish(struct api_job *job)
     gw_err rv = job->rv;
 
     if (rv == GW_EAUTH) {
-        gw_log_req(GW_LOG_WARN, "HUB-ADMIN-LOGIN-FAIL", req->id_str,
-                   "failed login from %s", req->peer);
+        gw_log_req(GW_LOG_WARN, "HUB-ADMIN-LOGIN-FAIL", req->id_str, "failed login from %s",
+                   req->peer);
         api_error(req, 401, "unauthorized", "invalid user name or password");
         return;
     }
@@ -456,8 +456,7 @@ login_fini(struct api_job *job)
 }
 
 static void
-api_login(struct hub_admin_api *api, struct gw_http_req *req, uint64_t path_id,
-       const char *admin)
+api_login(struct hub_admin_api *api, struct gw_http_req *req, uint64_t path_id, const char *admin)
 {
     struct api_login *j;
     const char *user = NULL, *pass = NULL;
@@ -539,14 +538,14 @@ group_finish(struct api_job *job)
         api_internal(job->req, "group create", job->rv);
         return;
     }
-    gw_log_req(GW_LOG_INFO, "HUB-ADMIN-CHANGE", job->req->id_str,
-               "admin %s created group %" PRIu64, job->admin, j->out.id);
+    gw_log_req(GW_LOG_INFO, "HUB-ADMIN-CHANGE", job->req->id_str, "admin %s created group %" PRIu64,
+               job->admin, j->out.id);
     api_respond_json(job->req, 201, api_group_json(&j->out));
 }
 
 static void
 api_group_create(struct hub_admin_api *api, struct gw_http_req *req, uint64_t path_id,
-       const char *admin)
+                 const char *admin)
 {
     struct api_group *j;
     const char *name = NULL;
@@ -643,7 +642,7 @@ account_fini(struct api_job *job)
 
 static void
 api_account_create(struct hub_admin_api *api, struct gw_http_req *req, uint64_t path_id,
-       const char *admin)
+                   const char *admin)
 {
     struct api_account *j = NULL;
     const char *name = NULL, *kind = NULL, *url = NULL, *secret = NULL;
@@ -664,8 +663,7 @@ api_account_create(struct hub_admin_api *api, struct gw_http_req *req, uint64_t 
         for (size_t i = 0; api_account_kinds[i] != NULL; i++)
             kind_ok |= strcmp(kind, api_account_kinds[i]) == 0;
         if (!kind_ok) {
-            snprintf(msg, sizeof(msg),
-                     "kind must be one of anthropic, anthropic_compatible, mock");
+            snprintf(msg, sizeof(msg), "kind must be one of anthropic, anthropic_compatible, mock");
             rv = GW_EINVAL;
         }
     }
@@ -882,7 +880,7 @@ key_fini(struct api_job *job)
 
 static void
 api_key_create(struct hub_admin_api *api, struct gw_http_req *req, uint64_t path_id,
-       const char *admin)
+               const char *admin)
 {
     struct api_key *j;
     const char *name = NULL;
@@ -1045,7 +1043,7 @@ api_query_uint(struct gw_str v, uint64_t min, uint64_t max, uint64_t *out)
 
 static void
 api_usage_list(struct hub_admin_api *api, struct gw_http_req *req, uint64_t path_id,
-       const char *admin)
+               const char *admin)
 {
     struct hub_usage_filter f = {.key_id = 0, .limit = API_USAGE_LIMIT_DEFAULT, .offset = 0};
     struct api_usage *j;
@@ -1115,8 +1113,7 @@ status_finish(struct api_job *job)
 }
 
 static void
-api_status(struct hub_admin_api *api, struct gw_http_req *req, uint64_t path_id,
-       const char *admin)
+api_status(struct hub_admin_api *api, struct gw_http_req *req, uint64_t path_id, const char *admin)
 {
     struct api_status *j;
 
@@ -1126,8 +1123,7 @@ api_status(struct hub_admin_api *api, struct gw_http_req *req, uint64_t path_id,
 }
 
 static void
-api_healthz(struct hub_admin_api *api, struct gw_http_req *req, uint64_t path_id,
-       const char *admin)
+api_healthz(struct hub_admin_api *api, struct gw_http_req *req, uint64_t path_id, const char *admin)
 {
     static const char body[] = "{\"status\":\"ok\"}";
 
@@ -1141,8 +1137,8 @@ api_healthz(struct hub_admin_api *api, struct gw_http_req *req, uint64_t path_id
 
 /* path_id: the "{id}" of the route (0 when none); admin: the caller's name
  * from the access token ("" on open routes), borrowed for the call. */
-typedef void (*api_handler_fn)(struct hub_admin_api *api, struct gw_http_req *req,
-                               uint64_t path_id, const char *admin);
+typedef void (*api_handler_fn)(struct hub_admin_api *api, struct gw_http_req *req, uint64_t path_id,
+                               const char *admin);
 
 struct api_route {
     const char *method;
@@ -1190,8 +1186,7 @@ api_route_match(const char *pattern, struct gw_str path, uint64_t *id)
 
 /* Checks "Authorization: Bearer <access token>"; fills claims. */
 static gw_err
-api_authenticate(struct hub_admin_api *api, struct gw_http_req *req,
-                 struct hub_auth_claims *claims)
+api_authenticate(struct hub_admin_api *api, struct gw_http_req *req, struct hub_auth_claims *claims)
 {
     const struct gw_str *h = gw_http_req_header(req, "authorization");
     const char *p, *end;

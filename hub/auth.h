@@ -18,19 +18,19 @@
 struct hub_auth;
 
 #define HUB_AUTH_MASTER_LEN 32
-#define HUB_AUTH_TOKEN_MAX 4096           /* longest access token accepted */
-#define HUB_AUTH_REFRESH_BYTES 32         /* random bytes in a refresh token */
+#define HUB_AUTH_TOKEN_MAX 4096   /* longest access token accepted */
+#define HUB_AUTH_REFRESH_BYTES 32 /* random bytes in a refresh token */
 #define HUB_AUTH_REFRESH_TTL_S (14 * 86400)
-#define HUB_AUTH_REFRESH_MAX 10000        /* refresh tokens kept in memory */
-#define HUB_AUTH_LOGIN_MAX_ATTEMPTS 10    /* per user name + peer and window */
+#define HUB_AUTH_REFRESH_MAX 10000     /* refresh tokens kept in memory */
+#define HUB_AUTH_LOGIN_MAX_ATTEMPTS 10 /* per user name + peer and window */
 #define HUB_AUTH_LOGIN_WINDOW_MS 60000
-#define HUB_AUTH_LOGIN_TRACKED 4096       /* (user, peer) pairs tracked */
+#define HUB_AUTH_LOGIN_TRACKED 4096 /* (user, peer) pairs tracked */
 
 struct hub_auth_claims {
-    uint64_t sub;   /* admin id */
-    char name[64];  /* admin user name */
-    int64_t iat;    /* unix seconds */
-    int64_t exp;    /* unix seconds */
+    uint64_t sub;  /* admin id */
+    char name[64]; /* admin user name */
+    int64_t iat;   /* unix seconds */
+    int64_t exp;   /* unix seconds */
 };
 
 /* Creates the authenticator. Borrows master (HUB_AUTH_MASTER_LEN bytes) only

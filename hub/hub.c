@@ -159,6 +159,7 @@ hub_demo_setup(struct hub_store *st, const uint8_t master[HUB_MASTER_KEY_LEN], c
     struct gw_buf sealed = GW_BUF_INIT;
     struct hub_group group;
     struct hub_account account;
+    struct hub_account_new anew;
     struct hub_key key;
     struct hub_key_new knew;
     char prefix[HUB_KEY_DISPLAY_LEN + 1];
@@ -189,15 +190,14 @@ hub_demo_setup(struct hub_store *st, const uint8_t master[HUB_MASTER_KEY_LEN], c
         gw_buf_appendf(err, "demo: seal credential: %s", gw_strerror(rv));
         goto out;
     }
-    struct hub_account_new anew = {
-        .name = "demo-fake-provider",
-        .kind = "mock",
-        .base_url = upstream,
-        .credential_sealed = (const uint8_t *)sealed.data,
-        .credential_sealed_len = sealed.len,
-        .priority = 0,
-        .weight = 1,
-    };
+    memset(&anew, 0, sizeof(anew));
+    anew.name = "demo-fake-provider";
+    anew.kind = "mock";
+    anew.base_url = upstream;
+    anew.credential_sealed = (const uint8_t *)sealed.data;
+    anew.credential_sealed_len = sealed.len;
+    anew.priority = 0;
+    anew.weight = 1;
     rv = hub_store_account_create(st, &anew, &account);
     if (rv != GW_OK) {
         gw_buf_appendf(err, "demo: create account: %s", gw_strerror(rv));
@@ -225,8 +225,9 @@ hub_demo_setup(struct hub_store *st, const uint8_t master[HUB_MASTER_KEY_LEN], c
         gw_buf_appendf(err, "demo: create key: %s", gw_strerror(rv));
         goto out;
     }
-    gw_log(GW_LOG_INFO, "HUB-DEMO", "demo created: group %" PRIu64 ", account %" PRIu64
-           ", key %" PRIu64 " (%s...)", group.id, account.id, key.id, prefix);
+    gw_log(GW_LOG_INFO, "HUB-DEMO",
+           "demo created: group %" PRIu64 ", account %" PRIu64 ", key %" PRIu64 " (%s...)",
+           group.id, account.id, key.id, prefix);
     *state = HUB_DEMO_CREATED;
 out:
     gw_buf_fini(&sealed);
@@ -340,8 +341,8 @@ hub_new(const struct hub_config *cfg, uv_loop_t *loop, FILE *out, struct hub **o
     if (rv != GW_OK)
         goto fail;
     if (cfg->demo_upstream != NULL) {
-        rv = hub_demo_setup(h->store, h->master, cfg->demo_upstream, h->demo_key,
-                            &h->demo_state, err);
+        rv = hub_demo_setup(h->store, h->master, cfg->demo_upstream, h->demo_key, &h->demo_state,
+                            err);
         if (rv != GW_OK)
             goto fail;
     }

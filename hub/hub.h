@@ -39,8 +39,8 @@ void hub_dsn_redact(const char *dsn, char *out, size_t out_size);
  * NULL, and prints a banner to out (the generated password appears there
  * once, and nowhere else). No-op when an admin exists. Blocking (scrypt and
  * store calls): not on a loop thread. */
-gw_err hub_bootstrap_admin(struct hub_store *st, const char *user, const char *password,
-                           FILE *out, struct gw_buf *err) GW_WARN_UNUSED;
+gw_err hub_bootstrap_admin(struct hub_store *st, const char *user, const char *password, FILE *out,
+                           struct gw_buf *err) GW_WARN_UNUSED;
 
 /* Quickstart demo: when the store has no group yet, creates group "demo",
  * account "demo-fake-provider" (kind mock, base_url upstream, credential
@@ -48,8 +48,8 @@ gw_err hub_bootstrap_admin(struct hub_store *st, const char *user, const char *p
  * key named "demo", written to key_out (the caller shows it once and wipes
  * it). *state says what happened. Blocking. */
 gw_err hub_demo_setup(struct hub_store *st, const uint8_t master[HUB_MASTER_KEY_LEN],
-                      const char *upstream, char key_out[HUB_KEY_MAX],
-                      enum hub_demo_state *state, struct gw_buf *err) GW_WARN_UNUSED;
+                      const char *upstream, char key_out[HUB_KEY_MAX], enum hub_demo_state *state,
+                      struct gw_buf *err) GW_WARN_UNUSED;
 
 /* Writes <data_dir>/ports.json {"admin":P,"edge":P} (edge null when
  * edge_port < 0) via a temporary file and rename, so a reader never sees a

@@ -10,9 +10,9 @@
 
 #include "gw_log.h"
 
-#define HUB_CFG_STR(k, d, fl, field, h)                                                        \
-    {                                                                                          \
-        (k), GW_CFG_STR, (d), 0, 0, (fl), offsetof(struct hub_config, field), (h)              \
+#define HUB_CFG_STR(k, d, fl, field, h)                                                            \
+    {                                                                                              \
+        (k), GW_CFG_STR, (d), 0, 0, (fl), offsetof(struct hub_config, field), (h)                  \
     }
 
 const struct gw_cfg_entry hub_config_table[] = {
@@ -38,8 +38,8 @@ const struct gw_cfg_entry hub_config_table[] = {
     HUB_CFG_STR("demo-upstream", NULL, 0, demo_upstream,
                 "URL of the fake provider for the quickstart demo: on first start creates group, "
                 "account, binding and a gateway key named demo."),
-    {"jwt-ttl-s", GW_CFG_INT, "900", 60, 86400, 0,
-     offsetof(struct hub_config, jwt_ttl_s), "Lifetime of admin access tokens in seconds."},
+    {"jwt-ttl-s", GW_CFG_INT, "900", 60, 86400, 0, offsetof(struct hub_config, jwt_ttl_s),
+     "Lifetime of admin access tokens in seconds."},
     HUB_CFG_STR("log-level", "info", 0, log_level,
                 "Diagnostic log level: error, warn, info or debug."),
     {NULL, GW_CFG_STR, NULL, 0, 0, 0, 0, NULL},
@@ -57,10 +57,12 @@ config_expand_data(char **field, const char *data)
     if (*field == NULL || strstr(*field, token) == NULL)
         return;
     p = *field;
-    while ((hit = strstr(p, token)) != NULL) {
+    hit = strstr(p, token);
+    while (hit != NULL) {
         gw_buf_append(&out, p, (size_t)(hit - p));
         gw_buf_append_str(&out, data);
         p = hit + sizeof(token) - 1;
+        hit = strstr(p, token);
     }
     gw_buf_append_str(&out, p);
     free(*field);

@@ -20,8 +20,8 @@
 #define HUB_KEY_RANDOM_BYTES 16
 #define HUB_KEY_RANDOM_CHARS 22
 #define HUB_KEY_CHECK_CHARS 4
-#define HUB_KEY_MAX 64          /* buffer size for a key, NUL included */
-#define HUB_KEY_DISPLAY_LEN 16  /* chars kept as the displayable prefix */
+#define HUB_KEY_MAX 64         /* buffer size for a key, NUL included */
+#define HUB_KEY_DISPLAY_LEN 16 /* chars kept as the displayable prefix */
 
 #define HUB_MASTER_KEY_LEN 32
 /* Associated data binding a sealed provider credential to its purpose. */

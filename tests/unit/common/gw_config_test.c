@@ -218,7 +218,7 @@ test_flag_forms(void **state)
 
     GW_FAIL(load(&c, argv, no_env, &errs, NULL, &action), GW_EINVAL);
     /* Only the negative pin is wrong (below min 0); secrets are not echoed. */
-    assert_string_equal(errs.data, "--pin: *** is out of range [0, 999999999]\n");
+    assert_string_equal(errs.data, "--pin: ******** is out of range [0, 999999999]\n");
     assert_string_equal(c.region, "us east");
     assert_int_equal(c.port, 81);
     assert_int_equal(c.verbose, 1);
@@ -463,16 +463,16 @@ test_print_config_masks_secrets(void **state)
     assert_non_null(strstr(text, "verbose = false\n"));
     assert_non_null(strstr(text, "use-tls = true\n"));
     assert_non_null(strstr(text, "region = eu\n"));
-    assert_non_null(strstr(text, "api-token = sk-super...\n"));
-    assert_null(strstr(text, "tail-0123456789"));
-    assert_non_null(strstr(text, "pin = ***\n"));
+    assert_non_null(strstr(text, "api-token = ********\n"));
+    assert_null(strstr(text, "sk-super"));
+    assert_non_null(strstr(text, "pin = ********\n"));
     assert_null(strstr(text, "4242"));
     assert_int_equal(count_lines(text), 8);
     free(text);
     gw_config_free(ttable, &c);
 
     GW_PASS(load(&c, argv2, no_env, &errs, &text, &action));
-    assert_non_null(strstr(text, "api-token = ***\n"));
+    assert_non_null(strstr(text, "api-token = ********\n"));
     assert_null(strstr(text, "short"));
     free(text);
     gw_config_free(ttable, &c);
@@ -500,8 +500,8 @@ test_secret_not_echoed_in_errors(void **state)
     (void)state;
 
     GW_FAIL(load(&c, argv, no_env, &errs, NULL, &action), GW_EINVAL);
-    assert_true(has_line(errs.data, "--pin: invalid integer 'hunter2-..."));
-    assert_null(strstr(errs.data, "very-secret"));
+    assert_true(has_line(errs.data, "--pin: invalid integer '********'"));
+    assert_null(strstr(errs.data, "hunter2"));
     gw_config_free(ttable, &c);
     gw_buf_fini(&errs);
 }

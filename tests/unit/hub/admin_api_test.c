@@ -294,9 +294,9 @@ static void
 test_auth_required(void **state)
 {
     static const char *const paths[][2] = {
-        {"POST", "/api/groups"},   {"POST", "/api/accounts"},
-        {"POST", "/api/keys"},     {"POST", "/api/groups/1/bindings"},
-        {"GET", "/api/usage"},     {"GET", "/api/status"},
+        {"POST", "/api/groups"}, {"POST", "/api/accounts"},
+        {"POST", "/api/keys"},   {"POST", "/api/groups/1/bindings"},
+        {"GET", "/api/usage"},   {"GET", "/api/status"},
     };
     struct resp r;
 
@@ -339,8 +339,8 @@ test_login(void **state)
     expect_error(&r2, 401, "unauthorized", NULL);
     /* Same answer for a wrong password and an unknown user. */
     msg1 = cJSON_GetObjectItem(cJSON_GetObjectItem(r.json, "error"), "message")->valuestring;
-    assert_string_equal(msg1, cJSON_GetObjectItem(cJSON_GetObjectItem(r2.json, "error"),
-                                                  "message")->valuestring);
+    assert_string_equal(
+        msg1, cJSON_GetObjectItem(cJSON_GetObjectItem(r2.json, "error"), "message")->valuestring);
     resp_fini(&r);
     resp_fini(&r2);
 

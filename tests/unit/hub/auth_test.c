@@ -215,15 +215,19 @@ test_bad_claims(void **state)
     uint8_t key[GW_AES_KEY_LEN];
     static const char *const payloads[] = {
         /* typ must be "access" */
-        "{\"sub\":\"7\",\"name\":\"root\",\"iat\":1700000000,\"exp\":1700000900,\"typ\":\"refresh\"}",
+        "{\"sub\":\"7\",\"name\":\"root\",\"iat\":1700000000,\"exp\":1700000900,\"typ\":"
+        "\"refresh\"}",
         "{\"sub\":\"7\",\"name\":\"root\",\"iat\":1700000000,\"exp\":1700000900}",
         /* sub must be a positive decimal string */
         "{\"sub\":7,\"name\":\"root\",\"iat\":1700000000,\"exp\":1700000900,\"typ\":\"access\"}",
-        "{\"sub\":\"07\",\"name\":\"root\",\"iat\":1700000000,\"exp\":1700000900,\"typ\":\"access\"}",
-        "{\"sub\":\"7x\",\"name\":\"root\",\"iat\":1700000000,\"exp\":1700000900,\"typ\":\"access\"}",
+        "{\"sub\":\"07\",\"name\":\"root\",\"iat\":1700000000,\"exp\":1700000900,\"typ\":"
+        "\"access\"}",
+        "{\"sub\":\"7x\",\"name\":\"root\",\"iat\":1700000000,\"exp\":1700000900,\"typ\":"
+        "\"access\"}",
         "{\"name\":\"root\",\"iat\":1700000000,\"exp\":1700000900,\"typ\":\"access\"}",
         /* exp must be an integer */
-        "{\"sub\":\"7\",\"name\":\"root\",\"iat\":1700000000,\"exp\":\"1700000900\",\"typ\":\"access\"}",
+        "{\"sub\":\"7\",\"name\":\"root\",\"iat\":1700000000,\"exp\":\"1700000900\",\"typ\":"
+        "\"access\"}",
         "{\"sub\":\"7\",\"name\":\"root\",\"iat\":1700000000,\"typ\":\"access\"}",
         "{\"sub\":\"7\",\"name\":\"root\",\"iat\":1700000000,\"exp\":1.7e9,\"typ\":\"access\"}",
         "{\"sub\":\"7\",\"iat\":1700000000,\"exp\":1700000900,\"typ\":\"access\"}",
@@ -260,8 +264,19 @@ test_garbage(void **state)
     struct hub_auth *a = *state;
     struct hub_auth_claims c;
     static const char *const junk[] = {
-        "", ".", "..", "...", "abc", "a.b", "a.b.c", "a.b.c.d", "Bearer x.y.z",
-        "eyJhbGciOiJIUzI1NiJ9..", "!!!.@@@.###", "e30.e30.", "e30.e30.e30",
+        "",
+        ".",
+        "..",
+        "...",
+        "abc",
+        "a.b",
+        "a.b.c",
+        "a.b.c.d",
+        "Bearer x.y.z",
+        "eyJhbGciOiJIUzI1NiJ9..",
+        "!!!.@@@.###",
+        "e30.e30.",
+        "e30.e30.e30",
     };
     char big[HUB_AUTH_TOKEN_MAX + 10];
 

@@ -35,9 +35,11 @@ spec_check(const char *text, size_t len, char out[5])
 static void
 test_base32(void **state)
 {
-    struct { uint64_t v; const char *want; } cases[] = {
-        {0, "0"}, {1, "1"}, {31, "z"}, {32, "10"}, {1024, "100"},
-        {UINT64_MAX, "fzzzzzzzzzzzz"},
+    struct {
+        uint64_t v;
+        const char *want;
+    } cases[] = {
+        {0, "0"}, {1, "1"}, {31, "z"}, {32, "10"}, {1024, "100"}, {UINT64_MAX, "fzzzzzzzzzzzz"},
     };
     (void)state;
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -175,7 +177,7 @@ static void
 test_uniqueness(void **state)
 {
     enum { N = 2000 };
-    char (*keys)[HUB_KEY_MAX] = calloc(N, HUB_KEY_MAX);
+    char(*keys)[HUB_KEY_MAX] = calloc(N, HUB_KEY_MAX);
 
     (void)state;
     assert_non_null(keys);
