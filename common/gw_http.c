@@ -18,8 +18,10 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "gw_log.h"
+#include "gw_tls.h"
 
 /* One read slab per server (per loop): libuv calls read_cb right after
  * alloc_cb, so it can be shared, and idle connections then cost no buffer. */
@@ -85,6 +87,8 @@ struct http_conn {
     size_t header_bytes;
     size_t queued; /* response bytes handed to uv_write, not yet completed */
     uint64_t deadline;
+    uint64_t write_progress; /* loop time of the last write completion (write timeout) */
+    struct gw_tls *tls;      /* NULL on plaintext connections */
     int err_status;
     const char *err_msg;
     char peer[64];
@@ -100,11 +104,13 @@ struct http_conn {
     unsigned timer_closed : 1;
     unsigned deferred : 1;
     unsigned defer_close : 1;
+    unsigned tls_dead : 1; /* the TLS session failed: no close_notify */
 };
 
 struct http_listener {
     uv_tcp_t tcp;
     struct gw_http_server *srv;
+    struct gw_tls_ctx *tls; /* reference; NULL for plaintext */
     struct http_listener *next;
 };
 
@@ -112,7 +118,7 @@ struct http_wreq {
     uv_write_t w;
     struct http_conn *conn;
     char *data;
-    size_t len;
+    size_t len; /* plaintext bytes this write accounts for in conn->queued */
 };
 
 struct gw_http_server {
@@ -134,6 +140,10 @@ struct gw_http_server {
     void *error_body_arg;
     time_t date_sec;
     char date[40];
+    atomic_int_fast64_t *conn_gauge; /* borrowed; NULL = not counted */
+    size_t n_busy;                   /* requests with the handler */
+    int draining;                    /* listeners closed; finish what is open */
+    struct gw_buf tls_plain;         /* decrypted input being handled (loop scratch) */
     char slab[HTTP_READ_SLAB];
 };
 
@@ -155,6 +165,7 @@ gw_http_limits_default(struct gw_http_limits *limits)
     limits->read_timeout_ms = 60000;
     limits->idle_timeout_ms = 75000;
     limits->write_high_water = 256 * 1024;
+    limits->write_timeout_ms = 60000;
 }
 
 static const struct {
@@ -281,6 +292,7 @@ srv_maybe_free(struct gw_http_server *srv)
         return;
     cb = srv->closed_cb;
     arg = srv->closed_arg;
+    gw_buf_fini(&srv->tls_plain);
     free(srv);
     if (cb != NULL)
         cb(arg);
@@ -311,6 +323,7 @@ listener_on_close(uv_handle_t *h)
     struct http_listener *l = h->data;
     struct gw_http_server *srv = l->srv;
 
+    gw_tls_ctx_unref(l->tls);
     free(l);
     srv->n_handles--;
     srv_maybe_free(srv);
@@ -446,7 +459,14 @@ conn_arm_timer(struct http_conn *c)
     if (c->closing || c->shutting)
         return;
     if (c->busy) {
-        uv_timer_stop(&c->timer);
+        /* The handler owns the pace; only a client that stops reading
+         * while a response is queued is timed. */
+        uint64_t now = uv_now(c->srv->loop);
+        uint64_t end = c->write_progress + lim->write_timeout_ms;
+        if (lim->write_timeout_ms > 0 && c->queued > 0)
+            conn_timer_start(c, end > now ? end - now : 0);
+        else
+            uv_timer_stop(&c->timer);
     } else if (c->cur != NULL) {
         uint64_t now = uv_now(c->srv->loop);
         if (lim->read_timeout_ms == 0)
@@ -480,6 +500,7 @@ conn_on_write(uv_write_t *w, int status)
     free(wr);
     if (c->closing)
         return;
+    c->write_progress = uv_now(c->srv->loop);
     if (status < 0) {
         gw_log(GW_LOG_DEBUG, "HTTP-WRITE", "write to %s failed: %s", c->peer, uv_strerror(status));
         conn_close(c);
@@ -499,10 +520,12 @@ conn_on_write(uv_write_t *w, int status)
     }
 }
 
-/* Takes the buffer's storage and queues it. A synchronous failure closes
- * the connection from the idle callback, never under the caller. */
+/* Takes the buffer's storage and queues it as is; `accounted` is what it
+ * adds to the write queue (the plaintext size; 0 for TLS's own records). A
+ * synchronous failure closes the connection from the idle callback, never
+ * under the caller. */
 static int
-conn_write_buf(struct http_conn *c, struct gw_buf *b)
+conn_write_raw(struct http_conn *c, struct gw_buf *b, size_t accounted)
 {
     struct http_wreq *wr;
     uv_buf_t ub;
@@ -524,7 +547,7 @@ conn_write_buf(struct http_conn *c, struct gw_buf *b)
     wr = gw_xmalloc(sizeof(*wr));
     wr->conn = c;
     wr->data = data;
-    wr->len = len;
+    wr->len = accounted;
     ub = uv_buf_init(data, (unsigned)len);
     rv = uv_write(&wr->w, (uv_stream_t *)&c->tcp, &ub, 1, conn_on_write);
     if (rv < 0) {
@@ -535,8 +558,43 @@ conn_write_buf(struct http_conn *c, struct gw_buf *b)
         conn_defer(c);
         return -1;
     }
-    c->queued += len;
+    if (c->queued == 0 && accounted > 0) {
+        /* The write timeout counts from the moment bytes are waiting. */
+        c->write_progress = uv_now(c->srv->loop);
+        if (c->busy && c->srv->limits.write_timeout_ms > 0 &&
+            !uv_is_active((uv_handle_t *)&c->timer))
+            conn_timer_start(c, c->srv->limits.write_timeout_ms);
+    }
+    c->queued += accounted;
     return 0;
+}
+
+/* Takes the buffer's storage and queues it, encrypted on a TLS connection.
+ * The write queue accounts for the plaintext size either way. */
+static int
+conn_write_buf(struct http_conn *c, struct gw_buf *b)
+{
+    struct gw_buf cipher = GW_BUF_INIT;
+    size_t len = b->len;
+    gw_err rv;
+
+    if (c->tls == NULL)
+        return conn_write_raw(c, b, len);
+    if (len == 0 || c->closing || c->defer_close) {
+        gw_buf_fini(b);
+        return len == 0 ? 0 : -1;
+    }
+    rv = gw_tls_write(c->tls, b->data, len, &cipher);
+    gw_buf_fini(b);
+    if (rv != GW_OK) {
+        gw_log(GW_LOG_DEBUG, "HTTP-TLS", "cannot encrypt for %s: %s", c->peer, gw_strerror(rv));
+        gw_buf_fini(&cipher);
+        c->tls_dead = 1;
+        c->defer_close = 1;
+        conn_defer(c);
+        return -1;
+    }
+    return conn_write_raw(c, &cipher, len);
 }
 
 /* ---- closing ---- */
@@ -555,7 +613,10 @@ conn_maybe_free(struct http_conn *c)
     if (c->next != NULL)
         c->next->prev = c->prev;
     srv->n_conns--;
+    if (srv->conn_gauge != NULL)
+        atomic_fetch_sub_explicit(srv->conn_gauge, 1, memory_order_relaxed);
     gw_buf_fini(&c->pending);
+    gw_tls_free(c->tls);
     free(c);
     srv_maybe_free(srv);
 }
@@ -647,6 +708,11 @@ conn_shutdown(struct http_conn *c)
         req_free(c->cur);
         c->cur = NULL;
     }
+    if (c->tls != NULL && !c->tls_dead && !c->defer_close) {
+        struct gw_buf notify = GW_BUF_INIT;
+        gw_tls_close_notify(c->tls, &notify);
+        conn_write_raw(c, &notify, 0);
+    }
     c->shutdown.data = c;
     rv = uv_shutdown(&c->shutdown, (uv_stream_t *)&c->tcp, conn_on_shutdown);
     if (rv < 0) {
@@ -657,16 +723,12 @@ conn_shutdown(struct http_conn *c)
     conn_timer_start(c, conn_flush_timeout(c));
 }
 
-/* An error the server answers itself, while no handler owns a request. */
+/* The complete response to an error the server answers itself. */
 static void
-conn_fail(struct http_conn *c, int status, const char *msg)
+conn_error_response(struct http_conn *c, int status, const char *msg, struct gw_buf *b)
 {
-    struct gw_buf b = GW_BUF_INIT;
     struct gw_buf body = GW_BUF_INIT;
 
-    if (c->closing || c->shutting)
-        return;
-    gw_log(GW_LOG_DEBUG, "HTTP-REJECT", "%s: %d %s", c->peer, status, msg);
     /* The program may answer in its clients' own error dialect. */
     if (c->srv->error_body_cb != NULL) {
         struct gw_str path = {"", 0};
@@ -676,12 +738,24 @@ conn_fail(struct http_conn *c, int status, const char *msg)
     }
     if (body.len == 0)
         gw_buf_appendf(&body, "{\"error\":{\"message\":\"%s\"}}", msg);
-    gw_buf_appendf(&b,
+    gw_buf_appendf(b,
                    "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: application/json\r\n"
                    "Content-Length: %zu\r\nConnection: close\r\n\r\n",
                    status, gw_http_status_text(status), srv_date(c->srv), body.len);
-    gw_buf_append(&b, body.data, body.len);
+    gw_buf_append(b, body.data, body.len);
     gw_buf_fini(&body);
+}
+
+/* An error the server answers itself, while no handler owns a request. */
+static void
+conn_fail(struct http_conn *c, int status, const char *msg)
+{
+    struct gw_buf b = GW_BUF_INIT;
+
+    if (c->closing || c->shutting)
+        return;
+    gw_log(GW_LOG_DEBUG, "HTTP-REJECT", "%s: %d %s", c->peer, status, msg);
+    conn_error_response(c, status, msg, &b);
     conn_write_buf(c, &b);
     conn_shutdown(c);
 }
@@ -696,7 +770,18 @@ conn_on_timer(uv_timer_t *t)
     if (c->shutting) {
         conn_close(c);
     } else if (c->busy) {
-        return;
+        const struct gw_http_limits *lim = &c->srv->limits;
+        uint64_t now = uv_now(c->srv->loop);
+        if (lim->write_timeout_ms == 0 || c->queued == 0)
+            return;
+        if (now - c->write_progress < lim->write_timeout_ms) {
+            conn_arm_timer(c); /* progress since the timer was set */
+            return;
+        }
+        gw_log(GW_LOG_DEBUG, "HTTP-SEND-TIMEOUT",
+               "%s read nothing of %zu queued response bytes for %" PRIu64 " ms; dropping", c->peer,
+               c->queued, now - c->write_progress);
+        conn_close(c);
     } else if (c->cur != NULL) {
         conn_fail(c, 408, "request not received in time");
     } else {
@@ -921,6 +1006,7 @@ conn_dispatch(struct http_conn *c)
     if (r->pub.body.data == NULL)
         gw_buf_reserve(&r->pub.body, 0);
     c->busy = 1;
+    srv->n_busy++;
     uv_timer_stop(&c->timer);
     conn_update_reading(c); /* keep reading to notice a client that goes away */
     srv->handler(&r->pub, srv->arg);
@@ -1032,12 +1118,13 @@ req_finish(struct http_req *r, int abandoned)
                    c->peer);
     c->cur = NULL;
     c->busy = 0;
+    c->srv->n_busy--;
     req_free(r);
     if (c->closing) {
         conn_maybe_close_timer(c);
         return;
     }
-    if (close_after || c->srv->closing) {
+    if (close_after || c->srv->closing || c->srv->draining) {
         conn_shutdown(c);
         return;
     }
@@ -1065,7 +1152,7 @@ srv_on_connection(uv_stream_t *server, int status)
         gw_log(GW_LOG_WARN, "HTTP-ACCEPT", "accept failed: %s", uv_strerror(status));
         return;
     }
-    if (srv->closing)
+    if (srv->closing || srv->draining)
         return;
     if (srv->n_conns >= srv->limits.max_connections) {
         uv_tcp_t *t = gw_xmalloc(sizeof(*t));
@@ -1090,6 +1177,8 @@ srv_on_connection(uv_stream_t *server, int status)
         srv->conns->prev = c;
     srv->conns = c;
     srv->n_conns++;
+    if (srv->conn_gauge != NULL)
+        atomic_fetch_add_explicit(srv->conn_gauge, 1, memory_order_relaxed);
     rv = uv_accept(server, (uv_stream_t *)&c->tcp);
     if (rv < 0) {
         gw_log(GW_LOG_WARN, "HTTP-ACCEPT", "accept failed: %s", uv_strerror(rv));
@@ -1102,10 +1191,65 @@ srv_on_connection(uv_stream_t *server, int status)
         sockaddr_format(&ss, c->peer, sizeof(c->peer));
     else
         snprintf(c->peer, sizeof(c->peer), "unknown");
+    if (l->tls != NULL && gw_tls_new(l->tls, c->peer, &c->tls) != GW_OK) {
+        gw_log(GW_LOG_WARN, "HTTP-TLS", "cannot set up TLS for %s", c->peer);
+        conn_close(c);
+        return;
+    }
     http_parser_init(&c->parser, HTTP_REQUEST);
     c->parser.data = c;
     conn_update_reading(c);
     conn_arm_timer(c);
+}
+
+/* Plaintext input: parsed now, or kept while a request is being handled. */
+static void
+conn_input(struct http_conn *c, const char *data, size_t len)
+{
+    if (c->busy || c->pending.len > 0) {
+        gw_buf_append(&c->pending, data, len);
+        conn_update_reading(c);
+        return;
+    }
+    conn_feed(c, data, len);
+    if (!c->busy && !c->closing && !c->shutting)
+        conn_arm_timer(c);
+}
+
+/* Ciphertext input: the handshake, then decrypted requests. */
+static void
+conn_tls_input(struct http_conn *c, const char *data, size_t len)
+{
+    struct gw_http_server *srv = c->srv;
+    struct gw_buf *plain = &srv->tls_plain;
+    struct gw_buf out = GW_BUF_INIT;
+    int was_done = gw_tls_handshake_done(c->tls);
+    gw_err rv;
+
+    /* The scratch buffer is free: input handling never re-enters here. */
+    plain->len = 0;
+    rv = gw_tls_feed(c->tls, data, len, plain, &out);
+    conn_write_raw(c, &out, 0);
+    if (!was_done && gw_tls_handshake_done(c->tls))
+        gw_log(GW_LOG_DEBUG, "HTTP-TLS", "%s: %s handshake done, ALPN '%s'", c->peer,
+               gw_tls_version(c->tls), gw_tls_alpn(c->tls));
+    if (rv == GW_EPROTO) {
+        c->tls_dead = 1;
+        if (gw_tls_peer_spoke_http(c->tls) && !c->closing) {
+            /* Tell a plain HTTP client what went wrong, in plain text. */
+            struct gw_buf b = GW_BUF_INIT;
+            conn_error_response(c, 400, "plain HTTP request sent to an HTTPS port", &b);
+            conn_write_raw(c, &b, 0);
+        }
+        conn_shutdown(c);
+        return;
+    }
+    if (plain->len > 0 && !c->closing)
+        conn_input(c, plain->data, plain->len);
+    plain->len = 0;
+    /* close_notify: the client will send nothing more, like EOF. */
+    if (rv == GW_ECLOSED && !c->closing && !c->shutting)
+        conn_close(c);
 }
 
 static void
@@ -1130,14 +1274,10 @@ conn_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     if (c->shutting)
         return; /* lingering: discard */
-    if (c->busy || c->pending.len > 0) {
-        gw_buf_append(&c->pending, buf->base, (size_t)nread);
-        conn_update_reading(c);
-        return;
-    }
-    conn_feed(c, buf->base, (size_t)nread);
-    if (!c->busy && !c->closing && !c->shutting)
-        conn_arm_timer(c);
+    if (c->tls != NULL)
+        conn_tls_input(c, buf->base, (size_t)nread);
+    else
+        conn_input(c, buf->base, (size_t)nread);
 }
 
 /* ---- public API ---- */
@@ -1241,8 +1381,47 @@ parse_host_port(const char *host_port, struct sockaddr_storage *ss)
 }
 
 gw_err
+gw_http_listen_probe(const char *host_port)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    int fd, one = 1;
+    gw_err rv;
+
+    rv = parse_host_port(host_port, &ss);
+    if (rv != GW_OK)
+        return rv;
+    if (ss.ss_family == AF_INET6) {
+        len = sizeof(struct sockaddr_in6);
+        if (((struct sockaddr_in6 *)&ss)->sin6_port == 0)
+            return GW_OK;
+    } else {
+        len = sizeof(struct sockaddr_in);
+        if (((struct sockaddr_in *)&ss)->sin_port == 0)
+            return GW_OK;
+    }
+    fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return gw_err_from_errno(errno);
+    /* As libuv does: TIME_WAIT leftovers do not count as "in use". */
+    (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    rv = bind(fd, (const struct sockaddr *)&ss, len) == 0 ? GW_OK : gw_err_from_errno(errno);
+    if (rv != GW_OK)
+        gw_log(GW_LOG_ERROR, "HTTP-LISTEN", "cannot listen on %s: %s", host_port, strerror(errno));
+    close(fd);
+    return rv;
+}
+
+gw_err
 gw_http_server_listen(struct gw_http_server *srv, const char *host_port, int reuseport,
                       int *bound_port)
+{
+    return gw_http_server_listen_tls(srv, host_port, reuseport, NULL, bound_port);
+}
+
+gw_err
+gw_http_server_listen_tls(struct gw_http_server *srv, const char *host_port, int reuseport,
+                          struct gw_tls_ctx *tls, int *bound_port)
 {
     struct sockaddr_storage ss, bound;
     struct http_listener *l;
@@ -1250,7 +1429,7 @@ gw_http_server_listen(struct gw_http_server *srv, const char *host_port, int reu
     int rv;
     gw_err err;
 
-    if (srv == NULL || srv->closing)
+    if (srv == NULL || srv->closing || srv->draining)
         return GW_EINVAL;
     err = parse_host_port(host_port, &ss);
     if (err != GW_OK) {
@@ -1292,6 +1471,7 @@ gw_http_server_listen(struct gw_http_server *srv, const char *host_port, int reu
         else
             *bound_port = ntohs(((struct sockaddr_in *)&bound)->sin_port);
     }
+    l->tls = gw_tls_ctx_ref(tls);
     l->next = srv->listeners;
     srv->listeners = l;
     return GW_OK;
@@ -1301,6 +1481,58 @@ fail:
            uv_err_name(rv));
     uv_close((uv_handle_t *)&l->tcp, listener_on_close);
     return gw_err_from_uv(rv);
+}
+
+void
+gw_http_server_set_tls(struct gw_http_server *srv, struct gw_tls_ctx *tls)
+{
+    struct http_listener *l;
+
+    if (srv == NULL || tls == NULL)
+        return;
+    for (l = srv->listeners; l != NULL; l = l->next) {
+        if (l->tls == NULL)
+            continue;
+        gw_tls_ctx_unref(l->tls);
+        l->tls = gw_tls_ctx_ref(tls);
+    }
+}
+
+void
+gw_http_server_set_conn_gauge(struct gw_http_server *srv, atomic_int_fast64_t *gauge)
+{
+    srv->conn_gauge = gauge;
+}
+
+void
+gw_http_server_stop_accepting(struct gw_http_server *srv)
+{
+    struct http_listener *l;
+    struct http_conn *c, *next;
+
+    if (srv == NULL || srv->closing || srv->draining)
+        return;
+    srv->draining = 1;
+    l = srv->listeners;
+    srv->listeners = NULL;
+    while (l != NULL) {
+        struct http_listener *ln = l->next;
+        uv_close((uv_handle_t *)&l->tcp, listener_on_close);
+        l = ln;
+    }
+    /* Idle keep-alive connections have nothing to finish. One receiving a
+     * request keeps going: its response will close it. */
+    for (c = srv->conns; c != NULL; c = next) {
+        next = c->next;
+        if (!c->busy && c->cur == NULL && !c->shutting && !c->closing && c->pending.len == 0)
+            conn_close(c);
+    }
+}
+
+size_t
+gw_http_server_active_requests(const struct gw_http_server *srv)
+{
+    return srv->n_busy;
 }
 
 void
@@ -1385,7 +1617,7 @@ req_head(struct http_req *r, struct gw_buf *out, int status, const char *content
     } else if (status_has_body(status)) {
         gw_buf_appendf(out, "Content-Length: %zu\r\n", content_length);
     }
-    if (r->close_after || c->srv->closing)
+    if (r->close_after || c->srv->closing || c->srv->draining)
         gw_buf_append_str(out, "Connection: close\r\n");
     else if (r->pub.http_minor == 0)
         gw_buf_append_str(out, "Connection: keep-alive\r\n");

@@ -4,13 +4,16 @@
  * request handled at a time per connection, responses in order), chunked
  * request bodies, Expect: 100-continue, limits on header bytes, header
  * count, body size and connections, read and idle timeouts, complete or
- * streamed (chunked / SSE) responses with a bounded write queue.
+ * streamed (chunked / SSE) responses with a bounded write queue, and TLS
+ * termination per listener (gw_tls, OpenSSL on memory BIOs): everything
+ * above the socket works the same on plaintext.
  *
  * Threading: a server belongs to one uv loop; every function here must be
  * called on that loop's thread. */
 #ifndef GW_HTTP_H
 #define GW_HTTP_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
@@ -19,19 +22,25 @@
 #include "gw_err.h"
 
 struct gw_http_server;
+struct gw_tls_ctx;
 
 struct gw_http_limits {
-    size_t max_header_bytes;   /* request line + headers; over it: 431 and close */
-    size_t max_headers;        /* header count; over it: 431 and close */
-    size_t max_body_bytes;     /* Content-Length or chunked total; over it: 413 and close */
-    size_t max_connections;    /* further accepts are closed at once */
-    uint64_t read_timeout_ms;  /* from the first byte of a request to its last */
-    uint64_t idle_timeout_ms;  /* keep-alive connection with no request in progress */
-    size_t write_high_water;   /* queued response bytes before gw_http_writable() says 0 */
+    size_t max_header_bytes;  /* request line + headers; over it: 431 and close */
+    size_t max_headers;       /* header count; over it: 431 and close */
+    size_t max_body_bytes;    /* Content-Length or chunked total; over it: 413 and close */
+    size_t max_connections;   /* further accepts are closed at once */
+    uint64_t read_timeout_ms; /* from the first byte of a request to its last */
+    uint64_t idle_timeout_ms; /* keep-alive connection with no request in progress */
+    size_t write_high_water;  /* queued response bytes before gw_http_writable() says 0 */
+    /* While the handler owns a request and response bytes are queued, the
+     * longest time without any of them reaching the socket: a client that
+     * stops reading is dropped (the request gets its abort callback).
+     * 0 = no limit. */
+    uint64_t write_timeout_ms;
 };
 
 /* Sensible defaults: 64 KiB headers, 100 headers, 32 MiB body, 10000
- * connections, 60 s read, 75 s idle, 256 KiB high water. */
+ * connections, 60 s read, 75 s idle, 256 KiB high water, 60 s write. */
 void gw_http_limits_default(struct gw_http_limits *limits);
 
 struct gw_http_header {
@@ -43,18 +52,18 @@ struct gw_http_header {
  * handler; views point into server-owned storage that lives as long as the
  * request. */
 struct gw_http_req {
-    const char *method;          /* "GET", "POST", ... (static) */
-    struct gw_str target;        /* request target as received, e.g. /v1/messages?beta=true */
-    struct gw_str path;          /* target up to '?' */
-    struct gw_str query;         /* after '?', without it; empty when none */
+    const char *method;   /* "GET", "POST", ... (static) */
+    struct gw_str target; /* request target as received, e.g. /v1/messages?beta=true */
+    struct gw_str path;   /* target up to '?' */
+    struct gw_str query;  /* after '?', without it; empty when none */
     struct gw_http_header *headers;
     size_t n_headers;
-    struct gw_buf body;          /* complete, de-chunked request body */
-    uint64_t id;                 /* unique within the process */
-    char id_str[24];             /* printable request id for logs */
-    char peer[64];               /* "127.0.0.1:5555" */
-    int http_minor;              /* 0 for HTTP/1.0, 1 for HTTP/1.1 */
-    void *data;                  /* free for the handler */
+    struct gw_buf body; /* complete, de-chunked request body */
+    uint64_t id;        /* unique within the process */
+    char id_str[24];    /* printable request id for logs */
+    char peer[64];      /* "127.0.0.1:5555" */
+    int http_minor;     /* 0 for HTTP/1.0, 1 for HTTP/1.1 */
+    void *data;         /* free for the handler */
 };
 
 /* Called once per complete request (head and body). The handler must finish
@@ -86,6 +95,36 @@ void gw_http_server_set_error_body(struct gw_http_server *srv, gw_http_error_bod
  * NULL. `reuseport` sets SO_REUSEPORT so several loops can share the port. */
 gw_err gw_http_server_listen(struct gw_http_server *srv, const char *host_port, int reuseport,
                              int *bound_port) GW_WARN_UNUSED;
+/* Checks that "HOST:PORT" is free: binds a throwaway socket there without
+ * SO_REUSEPORT and closes it. Use before several servers listen with
+ * reuseport on a fixed port, which would otherwise silently share a port
+ * that another process's SO_REUSEPORT socket holds. GW_OK when free (and
+ * always for port 0), GW_EINVAL for a bad address, else the bind error
+ * (e.g. address in use, mapped by gw_err_from_errno). Any thread. */
+gw_err gw_http_listen_probe(const char *host_port) GW_WARN_UNUSED;
+/* gw_http_server_listen() whose connections speak TLS with `tls` (borrowed;
+ * the listener keeps its own reference). NULL tls: plaintext, exactly as
+ * gw_http_server_listen(). A failed handshake closes the connection (logged
+ * at debug); a plain HTTP request on the TLS port gets a plain-text 400 and
+ * the connection is closed. */
+gw_err gw_http_server_listen_tls(struct gw_http_server *srv, const char *host_port, int reuseport,
+                                 struct gw_tls_ctx *tls, int *bound_port) GW_WARN_UNUSED;
+/* Replaces the TLS context of every TLS listener of srv (certificate
+ * reload): new connections use `tls` (borrowed, referenced), open ones keep
+ * theirs. Plaintext listeners are left alone; NULL is ignored. */
+void gw_http_server_set_tls(struct gw_http_server *srv, struct gw_tls_ctx *tls);
+/* Counts open connections into *gauge (borrowed; must outlive the server):
+ * +1 when one is accepted, -1 when it is freed, relaxed atomics, so any
+ * thread may read it. Call before listening; NULL stops counting. */
+void gw_http_server_set_conn_gauge(struct gw_http_server *srv, atomic_int_fast64_t *gauge);
+/* Stops accepting new connections on every listener (the listening sockets
+ * are closed) while open connections and requests in progress continue;
+ * responses from now on carry "Connection: close", and idle keep-alive
+ * connections are closed. For a graceful drain before
+ * gw_http_server_close(). */
+void gw_http_server_stop_accepting(struct gw_http_server *srv);
+/* Requests the handler owns right now (received and not yet finished). */
+size_t gw_http_server_active_requests(const struct gw_http_server *srv);
 /* Stops accepting, closes every connection (requests in progress get their
  * abort callback) and frees the server once all handles are closed and all
  * requests finished; then calls closed_cb (may be NULL). */

@@ -89,8 +89,12 @@ struct wire_enc {
     Carpool__Account **account_ptrs;
     Carpool__Binding *bindings;
     Carpool__Binding **binding_ptrs;
+    Carpool__Pool *pools;
+    Carpool__Pool **pool_ptrs;
     Carpool__UsageRecord *records;
     Carpool__UsageRecord **record_ptrs;
+    Carpool__AccountEvent *events;
+    Carpool__AccountEvent **event_ptrs;
 };
 
 static void
@@ -104,11 +108,30 @@ wire_enc_fini(struct wire_enc *e)
     free(e->account_ptrs);
     free(e->bindings);
     free(e->binding_ptrs);
+    free(e->pools);
+    free(e->pool_ptrs);
     free(e->records);
     free(e->record_ptrs);
+    free(e->events);
+    free(e->event_ptrs);
 }
 
-static void
+/* A list of strings to send: announced entries must exist. */
+static int
+wire_strv_ok(char *const *v, size_t n)
+{
+    if (n == 0)
+        return 1;
+    if (v == NULL)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        if (v[i] == NULL)
+            return 0;
+    }
+    return 1;
+}
+
+static gw_err
 wire_snapshot_to_pb(const struct gw_wire_snapshot *s, Carpool__Snapshot *ps, struct wire_enc *e)
 {
     size_t i;
@@ -132,6 +155,17 @@ wire_snapshot_to_pb(const struct gw_wire_snapshot *s, Carpool__Snapshot *ps, str
             pk->enabled = k->enabled ? 1 : 0;
             pk->has_expires_at = 1;
             pk->expires_at = k->expires_at;
+            /* Limits are sent only when set: 0 (unlimited) is the default. */
+            pk->has_rpm_limit = k->rpm_limit != 0;
+            pk->rpm_limit = k->rpm_limit;
+            pk->has_tpm_limit = k->tpm_limit != 0;
+            pk->tpm_limit = k->tpm_limit;
+            pk->has_concurrency_limit = k->concurrency_limit != 0;
+            pk->concurrency_limit = k->concurrency_limit;
+            if (!wire_strv_ok(k->allowed_models, k->n_allowed_models))
+                return GW_EINVAL;
+            pk->allowed_models = k->allowed_models;
+            pk->n_allowed_models = k->n_allowed_models;
             e->key_ptrs[i] = pk;
         }
         ps->keys = e->key_ptrs;
@@ -145,6 +179,11 @@ wire_snapshot_to_pb(const struct gw_wire_snapshot *s, Carpool__Snapshot *ps, str
             carpool__group__init(pg);
             pg->id = s->groups[i].id;
             pg->name = wire_borrow(s->groups[i].name);
+            /* NULL keeps the descriptor's default ("dedicated"). */
+            if (s->groups[i].mode != NULL)
+                pg->mode = wire_borrow(s->groups[i].mode);
+            pg->has_pool_id = s->groups[i].pool_id != 0;
+            pg->pool_id = s->groups[i].pool_id;
             e->group_ptrs[i] = pg;
         }
         ps->groups = e->group_ptrs;
@@ -172,6 +211,15 @@ wire_snapshot_to_pb(const struct gw_wire_snapshot *s, Carpool__Snapshot *ps, str
             pa->weight = a->weight;
             pa->has_enabled = 1;
             pa->enabled = a->enabled ? 1 : 0;
+            if (!wire_strv_ok(a->models, a->n_models))
+                return GW_EINVAL;
+            pa->models = a->models;
+            pa->n_models = a->n_models;
+            pa->has_max_concurrency = a->max_concurrency != 0;
+            pa->max_concurrency = a->max_concurrency;
+            pa->proxy = wire_borrow(a->proxy);
+            pa->has_cooldown_until_ms = a->cooldown_until_ms != 0;
+            pa->cooldown_until_ms = a->cooldown_until_ms;
             e->account_ptrs[i] = pa;
         }
         ps->accounts = e->account_ptrs;
@@ -190,6 +238,25 @@ wire_snapshot_to_pb(const struct gw_wire_snapshot *s, Carpool__Snapshot *ps, str
         ps->bindings = e->binding_ptrs;
         ps->n_bindings = s->n_bindings;
     }
+    if (s->n_pools > 0) {
+        e->pools = gw_xcalloc(s->n_pools, sizeof(*e->pools));
+        e->pool_ptrs = gw_xcalloc(s->n_pools, sizeof(*e->pool_ptrs));
+        for (i = 0; i < s->n_pools; i++) {
+            const struct gw_wire_pool *p = &s->pools[i];
+            Carpool__Pool *pp = &e->pools[i];
+            carpool__pool__init(pp);
+            if (p->n_account_ids > 0 && p->account_ids == NULL)
+                return GW_EINVAL;
+            pp->id = p->id;
+            pp->name = wire_borrow(p->name);
+            pp->account_ids = p->account_ids;
+            pp->n_account_ids = p->n_account_ids;
+            e->pool_ptrs[i] = pp;
+        }
+        ps->pools = e->pool_ptrs;
+        ps->n_pools = s->n_pools;
+    }
+    return GW_OK;
 }
 
 static gw_err
@@ -200,20 +267,45 @@ wire_batch_to_pb(const struct gw_wire_usage_batch *b, Carpool__UsageBatch *pb, s
 
     pb->edge_id = wire_borrow(b->edge_id);
     pb->seq = b->seq;
-    if (b->n_records == 0)
-        return GW_OK;
-    if (b->records == NULL)
+    if ((b->n_records > 0 && b->records == NULL) ||
+        (b->n_account_events > 0 && b->account_events == NULL))
         return GW_EINVAL;
-    e->records = gw_xcalloc(b->n_records, sizeof(*e->records));
-    e->record_ptrs = gw_xcalloc(b->n_records, sizeof(*e->record_ptrs));
-    for (i = 0; i < b->n_records; i++) {
-        rv = wire_record_to_pb(&b->records[i], &e->records[i]);
-        if (rv != GW_OK)
-            return rv;
-        e->record_ptrs[i] = &e->records[i];
+    if (b->n_records > 0) {
+        e->records = gw_xcalloc(b->n_records, sizeof(*e->records));
+        e->record_ptrs = gw_xcalloc(b->n_records, sizeof(*e->record_ptrs));
+        for (i = 0; i < b->n_records; i++) {
+            rv = wire_record_to_pb(&b->records[i], &e->records[i]);
+            if (rv != GW_OK)
+                return rv;
+            e->record_ptrs[i] = &e->records[i];
+        }
+        pb->records = e->record_ptrs;
+        pb->n_records = b->n_records;
     }
-    pb->records = e->record_ptrs;
-    pb->n_records = b->n_records;
+    if (b->n_account_events > 0) {
+        e->events = gw_xcalloc(b->n_account_events, sizeof(*e->events));
+        e->event_ptrs = gw_xcalloc(b->n_account_events, sizeof(*e->event_ptrs));
+        for (i = 0; i < b->n_account_events; i++) {
+            const struct gw_account_event *ev = &b->account_events[i];
+            Carpool__AccountEvent *pe = &e->events[i];
+
+            carpool__account_event__init(pe);
+            rv = wire_fixed_text(ev->message, sizeof(ev->message), &pe->message);
+            if (rv != GW_OK)
+                return rv;
+            if (pe->message[0] == '\0')
+                pe->message = NULL;
+            pe->account_id = ev->account_id;
+            pe->status = ev->status;
+            pe->has_time_ms = 1;
+            pe->time_ms = ev->time_ms;
+            pe->has_retry_after_ms = ev->retry_after_ms != 0;
+            pe->retry_after_ms = ev->retry_after_ms;
+            e->event_ptrs[i] = pe;
+        }
+        pb->account_events = e->event_ptrs;
+        pb->n_account_events = b->n_account_events;
+    }
     return GW_OK;
 }
 
@@ -223,7 +315,7 @@ wire_snapshot_arrays_ok(const struct gw_wire_snapshot *s)
 {
     return (s->n_keys == 0 || s->keys != NULL) && (s->n_groups == 0 || s->groups != NULL) &&
            (s->n_accounts == 0 || s->accounts != NULL) &&
-           (s->n_bindings == 0 || s->bindings != NULL);
+           (s->n_bindings == 0 || s->bindings != NULL) && (s->n_pools == 0 || s->pools != NULL);
 }
 
 gw_err
@@ -280,7 +372,9 @@ gw_wire_encode(const struct gw_msg *msg, struct gw_buf *out)
     case GW_MSG_SNAPSHOT:
         if (!wire_snapshot_arrays_ok(&msg->u.snapshot))
             goto out;
-        wire_snapshot_to_pb(&msg->u.snapshot, &snap, &enc);
+        rv = wire_snapshot_to_pb(&msg->u.snapshot, &snap, &enc);
+        if (rv != GW_OK)
+            goto out;
         env.body_case = CARPOOL__ENVELOPE__BODY_SNAPSHOT;
         env.snapshot = &snap;
         break;
@@ -397,10 +491,56 @@ wire_record_from_pb(const Carpool__UsageRecord *pr, struct gw_usage_record *r)
     r->partial = pr->partial ? 1 : 0;
 }
 
+/* Copies a list of strings after checking its size against the limits:
+ * all or nothing, so a refused list leaves *out NULL. */
+static gw_err
+wire_dup_strv(char *const *in, size_t n, size_t max_n, size_t max_len, char ***out, size_t *n_out)
+{
+    *out = NULL;
+    *n_out = 0;
+    if (n == 0)
+        return GW_OK;
+    if (n > max_n)
+        return GW_EPROTO;
+    for (size_t i = 0; i < n; i++) {
+        if (in[i] == NULL || strnlen(in[i], max_len + 1) > max_len)
+            return GW_EPROTO;
+    }
+    *out = gw_xcalloc(n, sizeof(**out));
+    for (size_t i = 0; i < n; i++)
+        (*out)[i] = gw_xstrdup(in[i]);
+    *n_out = n;
+    return GW_OK;
+}
+
+static void
+wire_free_strv(char **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+/* An optional bounded string: NULL stays NULL, longer than max is refused. */
+static gw_err
+wire_dup_bounded(const char *in, size_t max_len, char **out)
+{
+    *out = NULL;
+    if (in == NULL)
+        return GW_OK;
+    if (strnlen(in, max_len + 1) > max_len)
+        return GW_EPROTO;
+    *out = gw_xstrdup(in);
+    return GW_OK;
+}
+
+#define WIRE_GROUP_MODE_MAX 32
+
 static gw_err
 wire_snapshot_from_pb(const Carpool__Snapshot *ps, struct gw_wire_snapshot *s)
 {
     size_t i;
+    gw_err rv;
 
     s->version = ps->version;
     s->unchanged = ps->unchanged ? 1 : 0;
@@ -417,6 +557,13 @@ wire_snapshot_from_pb(const Carpool__Snapshot *ps, struct gw_wire_snapshot *s)
             k->group_id = pk->group_id;
             k->enabled = pk->enabled ? 1 : 0;
             k->expires_at = pk->expires_at;
+            k->rpm_limit = pk->rpm_limit;
+            k->tpm_limit = pk->tpm_limit;
+            k->concurrency_limit = pk->concurrency_limit;
+            rv = wire_dup_strv(pk->allowed_models, pk->n_allowed_models, GW_WIRE_MODELS_MAX,
+                               GW_WIRE_MODEL_LEN_MAX, &k->allowed_models, &k->n_allowed_models);
+            if (rv != GW_OK)
+                return rv;
         }
     }
     if (ps->n_groups > 0) {
@@ -425,6 +572,10 @@ wire_snapshot_from_pb(const Carpool__Snapshot *ps, struct gw_wire_snapshot *s)
         for (i = 0; i < ps->n_groups; i++) {
             s->groups[i].id = ps->groups[i]->id;
             s->groups[i].name = wire_dup(ps->groups[i]->name);
+            s->groups[i].pool_id = ps->groups[i]->pool_id;
+            rv = wire_dup_bounded(ps->groups[i]->mode, WIRE_GROUP_MODE_MAX, &s->groups[i].mode);
+            if (rv != GW_OK)
+                return rv;
         }
     }
     if (ps->n_accounts > 0) {
@@ -442,6 +593,15 @@ wire_snapshot_from_pb(const Carpool__Snapshot *ps, struct gw_wire_snapshot *s)
             a->priority = pa->priority;
             a->weight = pa->weight;
             a->enabled = pa->enabled ? 1 : 0;
+            a->max_concurrency = pa->max_concurrency;
+            a->cooldown_until_ms = pa->cooldown_until_ms;
+            rv = wire_dup_strv(pa->models, pa->n_models, GW_WIRE_MODELS_MAX, GW_WIRE_MODEL_LEN_MAX,
+                               &a->models, &a->n_models);
+            if (rv != GW_OK)
+                return rv;
+            rv = wire_dup_bounded(pa->proxy, GW_WIRE_PROXY_LEN_MAX, &a->proxy);
+            if (rv != GW_OK)
+                return rv;
         }
     }
     if (ps->n_bindings > 0) {
@@ -450,6 +610,57 @@ wire_snapshot_from_pb(const Carpool__Snapshot *ps, struct gw_wire_snapshot *s)
         for (i = 0; i < ps->n_bindings; i++) {
             s->bindings[i].group_id = ps->bindings[i]->group_id;
             s->bindings[i].account_id = ps->bindings[i]->account_id;
+        }
+    }
+    if (ps->n_pools > 0) {
+        s->pools = gw_xcalloc(ps->n_pools, sizeof(*s->pools));
+        s->n_pools = ps->n_pools;
+        for (i = 0; i < ps->n_pools; i++) {
+            const Carpool__Pool *pp = ps->pools[i];
+            struct gw_wire_pool *p = &s->pools[i];
+
+            if (pp->n_account_ids > GW_WIRE_POOL_MEMBERS_MAX)
+                return GW_EPROTO;
+            p->id = pp->id;
+            p->name = wire_dup(pp->name);
+            if (pp->n_account_ids > 0) {
+                p->account_ids = gw_xcalloc(pp->n_account_ids, sizeof(*p->account_ids));
+                memcpy(p->account_ids, pp->account_ids,
+                       pp->n_account_ids * sizeof(*p->account_ids));
+                p->n_account_ids = pp->n_account_ids;
+            }
+        }
+    }
+    return GW_OK;
+}
+
+static gw_err
+wire_batch_from_pb(const Carpool__UsageBatch *pb, struct gw_wire_usage_batch *b)
+{
+    size_t i;
+
+    b->edge_id = wire_dup(pb->edge_id);
+    b->seq = pb->seq;
+    if (pb->n_account_events > GW_WIRE_ACCOUNT_EVENTS_MAX)
+        return GW_EPROTO;
+    if (pb->n_records > 0) {
+        b->records = gw_xcalloc(pb->n_records, sizeof(*b->records));
+        b->n_records = pb->n_records;
+        for (i = 0; i < pb->n_records; i++)
+            wire_record_from_pb(pb->records[i], &b->records[i]);
+    }
+    if (pb->n_account_events > 0) {
+        b->account_events = gw_xcalloc(pb->n_account_events, sizeof(*b->account_events));
+        b->n_account_events = pb->n_account_events;
+        for (i = 0; i < pb->n_account_events; i++) {
+            const Carpool__AccountEvent *pe = pb->account_events[i];
+            struct gw_account_event *ev = &b->account_events[i];
+
+            ev->account_id = pe->account_id;
+            ev->status = pe->status;
+            ev->time_ms = pe->time_ms;
+            ev->retry_after_ms = pe->retry_after_ms;
+            wire_copy_text(ev->message, sizeof(ev->message), pe->message);
         }
     }
     return GW_OK;
@@ -525,21 +736,12 @@ gw_wire_decode(const void *data, size_t len, size_t max_len, struct gw_msg *out)
         if (rv != GW_OK)
             goto out;
         break;
-    case CARPOOL__ENVELOPE__BODY_USAGE_BATCH: {
-        const Carpool__UsageBatch *pb = env->usage_batch;
-        struct gw_wire_usage_batch *b = &out->u.usage_batch;
-        size_t i;
+    case CARPOOL__ENVELOPE__BODY_USAGE_BATCH:
         out->type = GW_MSG_USAGE_BATCH;
-        b->edge_id = wire_dup(pb->edge_id);
-        b->seq = pb->seq;
-        if (pb->n_records > 0) {
-            b->records = gw_xcalloc(pb->n_records, sizeof(*b->records));
-            b->n_records = pb->n_records;
-            for (i = 0; i < pb->n_records; i++)
-                wire_record_from_pb(pb->records[i], &b->records[i]);
-        }
+        rv = wire_batch_from_pb(env->usage_batch, &out->u.usage_batch);
+        if (rv != GW_OK)
+            goto out;
         break;
-    }
     case CARPOOL__ENVELOPE__BODY_USAGE_ACK:
         out->type = GW_MSG_USAGE_ACK;
         out->u.usage_ack.seq = env->usage_ack->seq;
@@ -571,8 +773,12 @@ wire_snapshot_fini(struct gw_wire_snapshot *s)
 {
     size_t i;
 
-    for (i = 0; i < s->n_groups; i++)
+    for (i = 0; i < s->n_keys; i++)
+        wire_free_strv(s->keys[i].allowed_models, s->keys[i].n_allowed_models);
+    for (i = 0; i < s->n_groups; i++) {
         free(s->groups[i].name);
+        free(s->groups[i].mode);
+    }
     for (i = 0; i < s->n_accounts; i++) {
         struct gw_wire_account *a = &s->accounts[i];
         free(a->name);
@@ -581,11 +787,18 @@ wire_snapshot_fini(struct gw_wire_snapshot *s)
         if (a->credential != NULL)
             explicit_bzero(a->credential, a->credential_len);
         free(a->credential);
+        wire_free_strv(a->models, a->n_models);
+        free(a->proxy);
+    }
+    for (i = 0; i < s->n_pools; i++) {
+        free(s->pools[i].name);
+        free(s->pools[i].account_ids);
     }
     free(s->keys);
     free(s->groups);
     free(s->accounts);
     free(s->bindings);
+    free(s->pools);
 }
 
 void
@@ -611,6 +824,7 @@ gw_msg_fini(struct gw_msg *msg)
     case GW_MSG_USAGE_BATCH:
         free(msg->u.usage_batch.edge_id);
         free(msg->u.usage_batch.records);
+        free(msg->u.usage_batch.account_events);
         break;
     case GW_MSG_ERROR:
         free(msg->u.error.message);

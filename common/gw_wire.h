@@ -14,6 +14,14 @@
 #include "gw_crypto.h"
 #include "gw_err.h"
 
+/* Limits on the list fields, checked on decode (a frame over them is
+ * refused with GW_EPROTO) and enforced by the hub's admin API. */
+#define GW_WIRE_MODELS_MAX 256              /* models of an account / allowed models of a key */
+#define GW_WIRE_MODEL_LEN_MAX 128           /* bytes of one model name */
+#define GW_WIRE_PROXY_LEN_MAX 2048          /* bytes of a proxy URL */
+#define GW_WIRE_POOL_MEMBERS_MAX (1u << 20) /* accounts of one pool */
+#define GW_WIRE_ACCOUNT_EVENTS_MAX 65536    /* account events in one usage batch */
+
 enum gw_msg_type {
     GW_MSG_NONE = 0,
     GW_MSG_HELLO,
@@ -54,11 +62,25 @@ struct gw_wire_key {
     uint64_t group_id;
     int enabled;
     int64_t expires_at; /* unix seconds, 0 = never */
+    uint32_t rpm_limit; /* 0 = unlimited */
+    uint32_t tpm_limit;
+    uint32_t concurrency_limit;
+    char **allowed_models; /* owned array of owned strings; empty = any model */
+    size_t n_allowed_models;
 };
 
 struct gw_wire_group {
     uint64_t id;
     char *name;
+    char *mode;       /* "dedicated" (default when NULL), "pool", "hybrid" */
+    uint64_t pool_id; /* 0 = none */
+};
+
+struct gw_wire_pool {
+    uint64_t id;
+    char *name;
+    uint64_t *account_ids;
+    size_t n_account_ids;
 };
 
 struct gw_wire_account {
@@ -71,6 +93,11 @@ struct gw_wire_account {
     int32_t priority;
     int32_t weight;
     int enabled;
+    char **models; /* owned; empty = any model */
+    size_t n_models;
+    uint32_t max_concurrency; /* 0 = unlimited */
+    char *proxy;              /* NULL = direct */
+    int64_t cooldown_until_ms;
 };
 
 struct gw_wire_binding {
@@ -89,6 +116,8 @@ struct gw_wire_snapshot {
     size_t n_accounts;
     struct gw_wire_binding *bindings;
     size_t n_bindings;
+    struct gw_wire_pool *pools;
+    size_t n_pools;
 };
 
 /* One metered request. Fixed-size text fields so the edge can fill records
@@ -111,11 +140,21 @@ struct gw_usage_record {
     int partial;
 };
 
+struct gw_account_event {
+    uint64_t account_id;
+    uint32_t status; /* upstream HTTP status, 0 = connect failure */
+    int64_t time_ms;
+    int64_t retry_after_ms;
+    char message[128];
+};
+
 struct gw_wire_usage_batch {
     char *edge_id;
     uint64_t seq;
     struct gw_usage_record *records;
     size_t n_records;
+    struct gw_account_event *account_events;
+    size_t n_account_events;
 };
 
 struct gw_wire_usage_ack {

@@ -67,6 +67,23 @@ const struct gw_cfg_entry edge_config_table[] = {
             "Queued response bytes per client before upstream reading pauses"),
     CFG_INT("meter-body-max", "4194304", 0, INT64_C(1) << 30, 0, meter_body_max,
             "Bytes of a non-streamed response kept to read its usage"),
+    CFG_INT("max-attempts", "3", 1, 16, RELOAD, max_attempts,
+            "Upstream attempts per request (failover to the next account before any byte is sent)"),
+    CFG_INT("failover-budget-ms", "30000", 0, HOUR_MS, RELOAD, failover_budget_ms,
+            "No new failover attempt starts this long after the request arrived; 0 = no limit"),
+    CFG_STR("tls-cert", NULL, tls_cert,
+            "PEM certificate chain (leaf first) for HTTPS on listen; needs tls-key; unset = "
+            "plain HTTP"),
+    CFG_STR("tls-key", NULL, tls_key, "PEM private key of tls-cert"),
+    CFG_INT("workers", "0", 0, 256, 0, workers,
+            "Worker threads, each with its own loop sharing the port (SO_REUSEPORT); 0 = one per "
+            "CPU, at most 16"),
+    CFG_INT("drain-timeout-ms", "30000", 0, HOUR_MS, 0, drain_timeout_ms,
+            "On stop: how long requests in progress may finish before they are aborted (billed "
+            "as partial)"),
+    CFG_INT("client-write-timeout-ms", "60000", 0, DAY_MS, 0, client_write_timeout_ms,
+            "A client that reads nothing of a pending response for this long is dropped; 0 = "
+            "never"),
     CFG_STR("log-level", "info", log_level, "error, warn, info or debug"),
     {NULL, GW_CFG_STR, NULL, 0, 0, 0, 0, NULL},
 };

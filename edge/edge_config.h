@@ -32,12 +32,19 @@ struct edge_config {
     int64_t stream_idle_timeout_ms; /* upstream: longest silence between chunks */
     int64_t total_timeout_ms;       /* upstream: whole transfer */
     char *log_level;
-    int64_t usage_queue_max;   /* records held in memory while the hub is away */
-    int64_t hub_timeout_ms;    /* send/receive timeout of one hub request */
-    int64_t hub_max_msg_bytes; /* largest hub reply accepted (snapshots) */
-    int64_t stop_flush_ms;     /* on stop: longest wait to deliver pending usage */
-    int64_t write_high_water;  /* queued response bytes before upstream reads pause */
-    int64_t meter_body_max;    /* bytes of a JSON response kept to meter its usage */
+    int64_t usage_queue_max;         /* records held in memory while the hub is away */
+    int64_t hub_timeout_ms;          /* send/receive timeout of one hub request */
+    int64_t hub_max_msg_bytes;       /* largest hub reply accepted (snapshots) */
+    int64_t stop_flush_ms;           /* on stop: longest wait to deliver pending usage */
+    int64_t write_high_water;        /* queued response bytes before upstream reads pause */
+    int64_t meter_body_max;          /* bytes of a JSON response kept to meter its usage */
+    int64_t max_attempts;            /* upstream attempts per request (1 = no failover) */
+    int64_t failover_budget_ms;      /* no new attempt after this long; 0 = no limit */
+    char *tls_cert;                  /* PEM certificate chain; NULL = plain HTTP */
+    char *tls_key;                   /* PEM private key; set with tls_cert or not at all */
+    int64_t workers;                 /* worker threads; 0 = CPUs, at most 16 */
+    int64_t drain_timeout_ms;        /* on stop: wait for in-flight requests this long */
+    int64_t client_write_timeout_ms; /* drop a client that reads nothing this long; 0 = never */
 };
 
 /* The table (ends with a NULL key) for gw_config_load() and friends. Keys:
@@ -46,7 +53,9 @@ struct edge_config {
  * max-headers, max-connections, read-timeout-ms, idle-timeout-ms,
  * connect-timeout-ms, first-byte-timeout-ms, stream-idle-timeout-ms,
  * total-timeout-ms, hub-timeout-ms, hub-max-msg-bytes, stop-flush-ms,
- * write-high-water, meter-body-max, log-level. */
+ * write-high-water, meter-body-max, max-attempts, failover-budget-ms,
+ * tls-cert, tls-key, workers, drain-timeout-ms, client-write-timeout-ms,
+ * log-level. */
 extern const struct gw_cfg_entry edge_config_table[];
 
 /* Fills every field of *cfg with its default from the table (previous

@@ -20,6 +20,7 @@
 #define HUBLINK_BACKOFF_MIN_MS 100
 #define HUBLINK_BACKOFF_MAX_MS 5000
 #define HUBLINK_QUEUE_MIN_CAP 64
+#define HUBLINK_EVENTS_MAX 1024 /* account events waiting; newer ones are dropped beyond */
 
 struct edge_hublink {
     /* Copied configuration. */
@@ -38,6 +39,8 @@ struct edge_hublink {
     uv_cond_t cv;
     struct gw_usage_record *q; /* ring buffer, grown on demand up to queue_max */
     size_t q_cap, q_head, q_len;
+    struct gw_account_event *evq; /* account events: ring of HUBLINK_EVENTS_MAX */
+    size_t ev_head, ev_len;
     int stopping;
     int thread_waiting; /* the thread sleeps on cv: pushes must signal */
     int thread_done;
@@ -47,6 +50,8 @@ struct edge_hublink {
     /* Thread-only state. */
     struct gw_usage_record *batch; /* in-flight batch, batch_max records */
     size_t batch_n;
+    struct gw_account_event *batch_ev; /* its account events */
+    size_t batch_ev_n;
     uint64_t batch_seq;
     int hello_done;
     uint64_t have_version;
@@ -137,12 +142,37 @@ edge_hublink_push_usage(struct edge_hublink *h, const struct gw_usage_record *re
     return GW_OK;
 }
 
+gw_err
+edge_hublink_push_account_event(struct edge_hublink *h, const struct gw_account_event *ev)
+{
+    int wake;
+
+    uv_mutex_lock(&h->mu);
+    if (h->ev_len >= HUBLINK_EVENTS_MAX) {
+        h->stats.events_dropped++;
+        uv_mutex_unlock(&h->mu);
+        return GW_EQUOTA;
+    }
+    if (h->evq == NULL)
+        h->evq = gw_xcalloc(HUBLINK_EVENTS_MAX, sizeof(*h->evq));
+    struct gw_account_event *slot = &h->evq[(h->ev_head + h->ev_len) % HUBLINK_EVENTS_MAX];
+    *slot = *ev;
+    slot->message[sizeof(slot->message) - 1] = '\0';
+    h->ev_len++;
+    wake = h->thread_waiting;
+    uv_mutex_unlock(&h->mu);
+    if (wake)
+        uv_cond_broadcast(&h->cv);
+    return GW_OK;
+}
+
 void
 edge_hublink_get_stats(struct edge_hublink *h, struct edge_hublink_stats *out)
 {
     uv_mutex_lock(&h->mu);
     *out = h->stats;
     out->queued = h->q_len + h->batch_n;
+    out->events_queued = h->ev_len + h->batch_ev_n;
     uv_mutex_unlock(&h->mu);
 }
 
@@ -162,9 +192,17 @@ hublink_fill_batch(struct edge_hublink *h)
     h->q_head = h->q_cap ? (h->q_head + n) % h->q_cap : 0;
     h->q_len -= n;
     h->batch_n = n;
+    size_t ne = h->ev_len < h->batch_max ? h->ev_len : h->batch_max;
+    if (ne > 0 && h->batch_ev == NULL)
+        h->batch_ev = gw_xmalloc(h->batch_max * sizeof(*h->batch_ev));
+    for (size_t i = 0; i < ne; i++)
+        h->batch_ev[i] = h->evq[(h->ev_head + i) % HUBLINK_EVENTS_MAX];
+    h->ev_head = (h->ev_head + ne) % HUBLINK_EVENTS_MAX;
+    h->ev_len -= ne;
+    h->batch_ev_n = ne;
     h->batch_seq = h->stats.next_seq;
     uv_mutex_unlock(&h->mu);
-    return n;
+    return n + ne;
 }
 
 /* The in-flight batch was applied by the hub: forget it. */
@@ -178,6 +216,7 @@ hublink_commit_batch(struct edge_hublink *h, int count_ack)
     }
     h->stats.next_seq = h->batch_seq + 1;
     h->batch_n = 0;
+    h->batch_ev_n = 0;
     uv_mutex_unlock(&h->mu);
 }
 
@@ -274,15 +313,15 @@ hublink_hello(struct edge_hublink *h, uint64_t timeout_ms)
         goto out;
 
     uint64_t last = rep.u.hello_reply.last_usage_seq;
-    if (h->batch_n > 0 && h->batch_seq <= last) {
+    if (h->batch_n + h->batch_ev_n > 0 && h->batch_seq <= last) {
         /* The hub applied our in-flight batch; only its ack was lost. */
         hublink_commit_batch(h, 1);
-    } else if (h->batch_n > 0) {
+    } else if (h->batch_n + h->batch_ev_n > 0) {
         /* Not applied: renumber so the hub sees no gap. */
         h->batch_seq = last + 1;
     }
     uv_mutex_lock(&h->mu);
-    h->stats.next_seq = h->batch_n > 0 ? h->batch_seq : last + 1;
+    h->stats.next_seq = h->batch_n + h->batch_ev_n > 0 ? h->batch_seq : last + 1;
     h->stats.hellos_ok++;
     uv_mutex_unlock(&h->mu);
     h->hello_done = 1;
@@ -341,7 +380,7 @@ hublink_flush_once(struct edge_hublink *h, uint64_t timeout_ms)
     struct gw_msg req, rep;
     gw_err rv;
 
-    if (h->batch_n == 0 && hublink_fill_batch(h) == 0)
+    if (h->batch_n + h->batch_ev_n == 0 && hublink_fill_batch(h) == 0)
         return GW_OK;
     memset(&req, 0, sizeof(req));
     req.type = GW_MSG_USAGE_BATCH;
@@ -349,6 +388,8 @@ hublink_flush_once(struct edge_hublink *h, uint64_t timeout_ms)
     req.u.usage_batch.seq = h->batch_seq;
     req.u.usage_batch.records = h->batch;
     req.u.usage_batch.n_records = h->batch_n;
+    req.u.usage_batch.account_events = h->batch_ev;
+    req.u.usage_batch.n_account_events = h->batch_ev_n;
     uv_mutex_lock(&h->mu);
     h->stats.batches_sent++;
     uv_mutex_unlock(&h->mu);
@@ -392,7 +433,7 @@ hublink_final_flush(struct edge_hublink *h)
         gw_err rv;
 
         uv_mutex_lock(&h->mu);
-        left = h->q_len + h->batch_n;
+        left = h->q_len + h->batch_n + h->ev_len + h->batch_ev_n;
         uv_mutex_unlock(&h->mu);
         if (left == 0 || now >= deadline)
             break;
@@ -462,7 +503,7 @@ hublink_thread(void *arg)
             continue;
         }
         uv_mutex_lock(&h->mu);
-        pending = h->q_len + h->batch_n;
+        pending = h->q_len + h->batch_n + h->ev_len + h->batch_ev_n;
         uv_mutex_unlock(&h->mu);
         if (h->hello_done && pending > 0 && now >= next_flush) {
             rv = hublink_flush_once(h, h->timeout_ms);
@@ -487,7 +528,8 @@ hublink_thread(void *arg)
             if (now >= wake_at)
                 break;
             /* New records matter only when a flush could go out now. */
-            if (h->hello_done && h->q_len > 0 && h->batch_n == 0 && now >= next_flush)
+            if (h->hello_done && h->q_len + h->ev_len > 0 && h->batch_n + h->batch_ev_n == 0 &&
+                now >= next_flush)
                 break;
             (void)uv_cond_timedwait(&h->cv, &h->mu, (wake_at - now) * 1000000u);
         }
@@ -555,7 +597,7 @@ edge_hublink_stop(struct edge_hublink *h)
         while (!h->thread_done) {
             uint64_t now = hublink_now_ms();
             /* Nothing left to deliver: interrupt whatever call is running. */
-            if (now >= deadline || h->q_len + h->batch_n == 0)
+            if (now >= deadline || h->q_len + h->batch_n + h->ev_len + h->batch_ev_n == 0)
                 break;
             (void)uv_cond_timedwait(&h->cv, &h->mu, (deadline - now) * 1000000u);
         }
@@ -582,6 +624,8 @@ edge_hublink_free(struct edge_hublink *h)
     uv_mutex_destroy(&h->mu);
     free(h->q);
     free(h->batch);
+    free(h->evq);
+    free(h->batch_ev);
     free(h->url);
     free(h->edge_id);
     free(h->region);

@@ -1,12 +1,13 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The edge side of the hub link: an NNG REQ socket dialing the hub and one
  * dedicated thread that says Hello, polls FetchSnapshot, and delivers the
- * usage records the request path queues here as numbered UsageBatch
- * messages, resending the same (seq, records) until the hub acknowledges
- * it, so the hub can apply each batch exactly once.
+ * usage records and account events the request path queues here as
+ * numbered UsageBatch messages, resending the same (seq, contents) until
+ * the hub acknowledges it, so the hub can apply each batch exactly once.
  *
  * Threading: new/start/stop/free from one controlling thread;
- * edge_hublink_push_usage() and edge_hublink_get_stats() from any thread.
+ * edge_hublink_push_usage(), edge_hublink_push_account_event() and
+ * edge_hublink_get_stats() from any thread.
  * The snapshot callback runs on the link thread. */
 #ifndef EDGE_HUBLINK_H
 #define EDGE_HUBLINK_H
@@ -37,6 +38,8 @@ struct edge_hublink_stats {
     uint64_t errors;          /* failed round trips (timeouts, error replies, bad frames) */
     uint64_t next_seq;        /* seq the next new batch will carry */
     size_t queued;            /* records waiting, the in-flight batch included */
+    size_t events_queued;     /* account events waiting, the in-flight batch included */
+    uint64_t events_dropped;  /* refused by push_account_event because its queue was full */
 };
 
 /* Creates a link from cfg (borrowed; the fields used are copied: hub,
@@ -58,6 +61,12 @@ gw_err edge_hublink_start(struct edge_hublink *h) GW_WARN_UNUSED;
  * already waiting: the record is dropped and logged. Any thread, also before
  * start (records wait for it). */
 gw_err edge_hublink_push_usage(struct edge_hublink *h, const struct gw_usage_record *rec);
+
+/* Queues one account event (copied; the router's 401/403/429 verdicts for
+ * the hub) to go out with the next usage batch, which is also sent when it
+ * holds only events. Never blocks on the network. GW_EQUOTA when 1024
+ * events are already waiting (dropped and counted). Any thread. */
+gw_err edge_hublink_push_account_event(struct edge_hublink *h, const struct gw_account_event *ev);
 
 /* Copies the counters into *out. Any thread. */
 void edge_hublink_get_stats(struct edge_hublink *h, struct edge_hublink_stats *out);

@@ -18,26 +18,9 @@
 
 /* ---- request scan ------------------------------------------------------- */
 
-/* Copies a session id into dst[cap]; values that do not fit become their
- * SHA-256 in hex, so distinct long ids stay distinct. */
-static void
-anthropic_set_session(char *dst, size_t cap, const char *s, size_t len)
-{
-    if (len < cap) {
-        memcpy(dst, s, len);
-        dst[len] = '\0';
-        return;
-    }
-    uint8_t h[GW_SHA256_LEN];
-    char hex[2 * GW_SHA256_LEN + 1];
-    gw_sha256(s, len, h);
-    gw_hex_encode(h, sizeof(h), hex);
-    snprintf(dst, cap, "%s", hex);
-}
-
 /* metadata.user_id -> session (see the header for the formats). */
 static void
-anthropic_session_from_user_id(char *dst, size_t cap, const char *uid)
+anthropic_session_from_user_id(char *dst, const char *uid)
 {
     size_t len = strlen(uid);
     if (len == 0)
@@ -46,7 +29,7 @@ anthropic_session_from_user_id(char *dst, size_t cap, const char *uid)
         cJSON *obj = gw_json_parse(uid, len, NULL);
         const char *sid = NULL;
         if (obj && gw_json_get_str(obj, "session_id", &sid) == GW_OK && sid[0]) {
-            anthropic_set_session(dst, cap, sid, strlen(sid));
+            edge_provider_set_session(dst, sid, strlen(sid));
             cJSON_Delete(obj);
             return;
         }
@@ -58,15 +41,16 @@ anthropic_session_from_user_id(char *dst, size_t cap, const char *uid)
         found = p;
     if (found && found[strlen(mark)]) {
         const char *sid = found + strlen(mark);
-        anthropic_set_session(dst, cap, sid, strlen(sid));
+        edge_provider_set_session(dst, sid, strlen(sid));
         return;
     }
-    anthropic_set_session(dst, cap, uid, len);
+    edge_provider_set_session(dst, uid, len);
 }
 
-gw_err
-edge_anthropic_scan_request(const char *body, size_t len, struct edge_anthropic_request *out,
-                            const char **why)
+/* The scan; on success *tree (may be NULL) takes the parsed body. */
+static gw_err
+anthropic_scan(const char *body, size_t len, struct edge_anthropic_request *out, const char **why,
+               cJSON **tree)
 {
     gw_err rv = GW_EINVAL;
     const char *reason = NULL;
@@ -126,8 +110,12 @@ edge_anthropic_scan_request(const char *body, size_t len, struct edge_anthropic_
     const cJSON *meta = cJSON_GetObjectItemCaseSensitive(root, "metadata");
     const char *uid = NULL;
     if (cJSON_IsObject(meta) && gw_json_get_str(meta, "user_id", &uid) == GW_OK)
-        anthropic_session_from_user_id(out->session, sizeof(out->session), uid);
+        anthropic_session_from_user_id(out->session, uid);
     rv = GW_OK;
+    if (tree) {
+        *tree = root;
+        root = NULL;
+    }
 out:
     cJSON_Delete(root);
     if (rv != GW_OK) {
@@ -139,6 +127,13 @@ out:
     return rv;
 }
 
+gw_err
+edge_anthropic_scan_request(const char *body, size_t len, struct edge_anthropic_request *out,
+                            const char **why)
+{
+    return anthropic_scan(body, len, out, why, NULL);
+}
+
 void
 edge_anthropic_session_from_headers(struct edge_anthropic_request *out,
                                     const struct gw_http_req *client)
@@ -148,7 +143,7 @@ edge_anthropic_session_from_headers(struct edge_anthropic_request *out,
     for (size_t i = 0; i < client->n_headers; i++) {
         const struct gw_http_header *h = &client->headers[i];
         if (gw_str_case_eq(h->name, "x-claude-code-session-id") && h->value.len > 0) {
-            anthropic_set_session(out->session, sizeof(out->session), h->value.p, h->value.len);
+            edge_provider_set_session(out->session, h->value.p, h->value.len);
             return;
         }
     }
@@ -156,119 +151,30 @@ edge_anthropic_session_from_headers(struct edge_anthropic_request *out,
 
 /* ---- upstream headers --------------------------------------------------- */
 
-static int
-anthropic_name_is(struct gw_str name, const char *lit)
-{
-    return gw_str_case_eq(name, lit);
-}
-
-/* 1 when `name` is listed in a Connection header value (RFC 9110 7.6.1:
- * such headers are hop-by-hop too). */
-static int
-anthropic_named_by_connection(const struct gw_http_req *client, struct gw_str name)
-{
-    for (size_t i = 0; i < client->n_headers; i++) {
-        const struct gw_http_header *h = &client->headers[i];
-        if (!anthropic_name_is(h->name, "connection"))
-            continue;
-        const char *p = h->value.p;
-        const char *end = p + h->value.len;
-        while (p < end) {
-            while (p < end && (*p == ' ' || *p == '\t' || *p == ','))
-                p++;
-            const char *tok = p;
-            while (p < end && *p != ',' && *p != ' ' && *p != '\t')
-                p++;
-            size_t tl = (size_t)(p - tok);
-            if (tl > 0 && tl == name.len && strncasecmp(tok, name.p, tl) == 0)
-                return 1;
-        }
-    }
-    return 0;
-}
-
-static int
-anthropic_drop_header(const struct gw_http_req *client, struct gw_str name)
-{
-    static const char *const drop[] = {
-        "connection",    "keep-alive",      "te",     "trailer",        "transfer-encoding",
-        "upgrade",       "host",            "content-length", "accept-encoding", "expect",
-        "authorization", "x-api-key",       "x-goog-api-key",
-    };
-    for (size_t i = 0; i < sizeof(drop) / sizeof(drop[0]); i++) {
-        if (anthropic_name_is(name, drop[i]))
-            return 1;
-    }
-    if (name.len >= 6 && strncasecmp(name.p, "proxy-", 6) == 0)
-        return 1;
-    return anthropic_named_by_connection(client, name);
-}
-
-static struct curl_slist *
-anthropic_append(struct curl_slist *list, const char *line)
-{
-    struct curl_slist *n = curl_slist_append(list, line);
-    if (!n) {
-        /* curl's allocator failed: same policy as gw_xmalloc */
-        gw_log(GW_LOG_ERROR, "EDGE-OOM", "curl_slist_append failed");
-        abort();
-    }
-    return n;
-}
-
 struct curl_slist *
 edge_anthropic_upstream_headers(const struct gw_http_req *client, const char *credential,
                                 int bearer)
 {
-    struct curl_slist *list = NULL;
-    struct gw_buf line = GW_BUF_INIT;
     int have_version = 0;
+    struct curl_slist *list = edge_provider_copy_headers(client, NULL, &have_version);
 
-    for (size_t i = 0; i < client->n_headers; i++) {
-        const struct gw_http_header *h = &client->headers[i];
-        if (h->name.len == 0 || anthropic_drop_header(client, h->name))
-            continue;
-        if (anthropic_name_is(h->name, "anthropic-version"))
-            have_version = 1;
-        gw_buf_reset(&line);
-        gw_buf_append(&line, h->name.p, h->name.len);
-        if (h->value.len == 0) {
-            /* curl: "Name:" would delete the header, "Name;" sends it empty */
-            gw_buf_append(&line, ";", 1);
-        } else {
-            gw_buf_append(&line, ": ", 2);
-            gw_buf_append(&line, h->value.p, h->value.len);
-        }
-        list = anthropic_append(list, line.data);
-    }
     if (!have_version)
-        list = anthropic_append(list, "anthropic-version: " ANTHROPIC_DEFAULT_VERSION);
+        list = edge_provider_add_header(list, "anthropic-version", ANTHROPIC_DEFAULT_VERSION);
     if (credential) {
-        gw_buf_reset(&line);
-        if (bearer)
-            gw_buf_appendf(&line, "authorization: Bearer %s", credential);
-        else
-            gw_buf_appendf(&line, "x-api-key: %s", credential);
-        list = anthropic_append(list, line.data);
-        /* the credential must not linger in freed heap memory */
-        explicit_bzero(line.data, line.len);
+        if (bearer) {
+            struct gw_buf v = GW_BUF_INIT;
+            gw_buf_appendf(&v, "Bearer %s", credential);
+            list = edge_provider_add_header(list, "authorization", v.data);
+            explicit_bzero(v.data, v.len);
+            gw_buf_fini(&v);
+        } else {
+            list = edge_provider_add_header(list, "x-api-key", credential);
+        }
     }
-    gw_buf_fini(&line);
     return list;
 }
 
 /* ---- usage metering ----------------------------------------------------- */
-
-/* Reads a non-negative integer field; 1 when present and valid. */
-static int
-anthropic_get_count(const cJSON *obj, const char *name, uint64_t *out)
-{
-    int64_t v = 0;
-    if (!cJSON_IsObject(obj) || gw_json_get_int(obj, name, &v) != GW_OK || v < 0)
-        return 0;
-    *out = (uint64_t)v;
-    return 1;
-}
 
 static void
 anthropic_max(uint64_t *field, uint64_t v)
@@ -289,19 +195,19 @@ anthropic_apply_usage(struct edge_usage *u, const cJSON *usage, int merge)
 
     if (!merge)
         input = output = cread = w5 = w1 = 0;
-    if (anthropic_get_count(usage, "input_tokens", &v))
+    if (edge_provider_get_count(usage, "input_tokens", &v))
         anthropic_max(&input, v);
-    if (anthropic_get_count(usage, "output_tokens", &v))
+    if (edge_provider_get_count(usage, "output_tokens", &v))
         anthropic_max(&output, v);
-    if (anthropic_get_count(usage, "cache_read_input_tokens", &v))
+    if (edge_provider_get_count(usage, "cache_read_input_tokens", &v))
         anthropic_max(&cread, v);
 
     const cJSON *split = cJSON_GetObjectItemCaseSensitive(usage, "cache_creation");
     uint64_t s5 = 0, s1 = 0;
-    int have5 = anthropic_get_count(split, "ephemeral_5m_input_tokens", &s5);
-    int have1 = anthropic_get_count(split, "ephemeral_1h_input_tokens", &s1);
+    int have5 = edge_provider_get_count(split, "ephemeral_5m_input_tokens", &s5);
+    int have1 = edge_provider_get_count(split, "ephemeral_1h_input_tokens", &s1);
     uint64_t total = 0;
-    int have_total = anthropic_get_count(usage, "cache_creation_input_tokens", &total);
+    int have_total = edge_provider_get_count(usage, "cache_creation_input_tokens", &total);
     if ((have5 || have1) && (!merge || s5 + s1 >= w5 + w1)) {
         /* The split is authoritative; an earlier total without a split had
          * been booked as 5m and is redistributed here. */
@@ -406,3 +312,159 @@ edge_anthropic_error_body(gw_err err, const char *message, struct gw_buf *out)
     gw_json_append_string(out, message, strlen(message));
     gw_buf_append_str(out, "}}");
 }
+
+/* ---- adapter -------------------------------------------------------------- */
+
+static int
+anthropic_match(const struct gw_http_req *hreq, struct edge_match *out)
+{
+    size_t pos;
+
+    if (edge_provider_path_suffix(hreq->path, "/v1/messages", &pos)) {
+        out->op = EDGE_OP_MESSAGES;
+        out->method = "POST";
+    } else if (edge_provider_path_suffix(hreq->path, "/v1/messages/count_tokens", &pos)) {
+        out->op = EDGE_OP_COUNT_TOKENS;
+        out->method = "POST";
+    } else if (edge_provider_path_suffix(hreq->path, "/v1/models", &pos) &&
+               (gw_http_req_header(hreq, "x-api-key") != NULL ||
+                gw_http_req_header(hreq, "anthropic-version") != NULL)) {
+        out->op = EDGE_OP_MODELS;
+        out->method = "GET";
+    } else {
+        return 0;
+    }
+    out->api_off = pos;
+    return 1;
+}
+
+static int
+anthropic_client_key(const struct gw_http_req *hreq, struct gw_str *out)
+{
+    const struct gw_str *h = gw_http_req_header(hreq, "x-api-key");
+
+    if (h != NULL) {
+        *out = edge_provider_trim(*h);
+        if (out->len > 0)
+            return 1;
+    }
+    return edge_provider_bearer(hreq, out);
+}
+
+static gw_err
+anthropic_adapter_scan(const struct gw_http_req *hreq, const struct edge_match *m,
+                       struct edge_request_info *out, const char **why)
+{
+    struct edge_anthropic_request ar;
+    cJSON *tree = NULL;
+    gw_err rv;
+
+    (void)m;
+    memset(out, 0, sizeof(*out));
+    rv = anthropic_scan(hreq->body.data ? hreq->body.data : "", hreq->body.len, &ar, why, &tree);
+    if (rv != GW_OK)
+        return rv;
+    edge_anthropic_session_from_headers(&ar, hreq);
+    memcpy(out->model, ar.model, sizeof(out->model));
+    memcpy(out->session, ar.session, sizeof(out->session));
+    out->stream = ar.stream;
+    out->max_tokens = ar.max_tokens;
+    out->est_input_tokens = edge_provider_estimate_tokens(hreq->body.len);
+    if (out->session[0] == '\0') {
+        const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(tree, "messages");
+        edge_provider_prefix_session(out->session, cJSON_GetObjectItemCaseSensitive(tree, "system"),
+                                     cJSON_IsArray(msgs) ? cJSON_GetArrayItem(msgs, 0) : NULL);
+    }
+    cJSON_Delete(tree);
+    return GW_OK;
+}
+
+static gw_err
+anthropic_upstream_url(const char *base_url, const struct gw_http_req *hreq,
+                       const struct edge_match *m, struct gw_buf *url)
+{
+    struct gw_str api = {hreq->path.p + m->api_off, hreq->path.len - m->api_off};
+
+    return edge_provider_join_url(base_url, api, hreq->query, url);
+}
+
+static struct curl_slist *
+anthropic_adapter_headers(const struct gw_http_req *hreq, const struct edge_account *a)
+{
+    return edge_anthropic_upstream_headers(hreq, a->credential,
+                                           strcmp(a->kind, "claude_oauth") == 0);
+}
+
+static void
+anthropic_adapter_meter_event(struct edge_meter *m, const char *event, size_t event_len,
+                              const char *data, size_t data_len)
+{
+    edge_anthropic_meter_event(&m->usage, event, event_len, data, data_len);
+}
+
+static gw_err
+anthropic_adapter_meter_body(struct edge_meter *m, const char *body, size_t len)
+{
+    return edge_anthropic_meter_body(&m->usage, body, len);
+}
+
+static void
+anthropic_adapter_error(int status, gw_err err, const char *message, struct gw_buf *out)
+{
+    (void)status;
+    edge_anthropic_error_body(err, message, out);
+}
+
+/* The Models API list: {"data":[{"type":"model","id":..,"display_name":..,
+ * "created_at":..}],"has_more":false,"first_id":..,"last_id":..}. */
+static void
+anthropic_models_body(const char *const *ids, size_t n, struct gw_buf *out)
+{
+    gw_buf_append_str(out, "{\"data\":[");
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0)
+            gw_buf_append(out, ",", 1);
+        gw_buf_append_str(out, "{\"type\":\"model\",\"id\":");
+        gw_json_append_string(out, ids[i], strlen(ids[i]));
+        gw_buf_append_str(out, ",\"display_name\":");
+        gw_json_append_string(out, ids[i], strlen(ids[i]));
+        gw_buf_append_str(out, ",\"created_at\":\"1970-01-01T00:00:00Z\"}");
+    }
+    gw_buf_append_str(out, "],\"has_more\":false,\"first_id\":");
+    if (n > 0)
+        gw_json_append_string(out, ids[0], strlen(ids[0]));
+    else
+        gw_buf_append_str(out, "null");
+    gw_buf_append_str(out, ",\"last_id\":");
+    if (n > 0)
+        gw_json_append_string(out, ids[n - 1], strlen(ids[n - 1]));
+    else
+        gw_buf_append_str(out, "null");
+    gw_buf_append_str(out, "}");
+}
+
+static const char *const anthropic_default_models[] = {
+    "claude-opus-4-1-20250805",
+    "claude-sonnet-4-5-20250929",
+    "claude-sonnet-4-20250514",
+    "claude-3-5-haiku-20241022",
+};
+
+const struct edge_provider edge_provider_anthropic = {
+    .name = "anthropic",
+    .dialect = EDGE_DIALECT_ANTHROPIC,
+    .match = anthropic_match,
+    .client_key = anthropic_client_key,
+    .scan_request = anthropic_adapter_scan,
+    .upstream_url = anthropic_upstream_url,
+    .upstream_headers = anthropic_adapter_headers,
+    .rewrite_body = NULL,
+    .meter_event = anthropic_adapter_meter_event,
+    .meter_body = anthropic_adapter_meter_body,
+    .filter_stream = NULL,
+    .filter_flush = NULL,
+    .error_body = anthropic_adapter_error,
+    .models_body = anthropic_models_body,
+    .default_models = anthropic_default_models,
+    .n_default_models = sizeof(anthropic_default_models) / sizeof(anthropic_default_models[0]),
+};

@@ -1,9 +1,19 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The Anthropic Messages dialect: reads the few request fields the edge
- * routes on, builds the upstream header list with the account credential in
- * place of the client's, meters usage from the SSE events or the JSON body,
- * and writes Anthropic-style error bodies. Pure functions: no I/O, any
- * thread. */
+/* The Anthropic Messages dialect (adapter edge_provider_anthropic in
+ * provider.h): reads the few request fields the edge routes on, builds the
+ * upstream header list with the account credential in place of the
+ * client's, meters usage from the SSE events or the JSON body, and writes
+ * Anthropic-style error bodies. Pure functions: no I/O, any thread.
+ *
+ * Adapter paths (any prefix): POST .../v1/messages, POST
+ * .../v1/messages/count_tokens, GET .../v1/models when the request carries
+ * x-api-key or anthropic-version. Client key: x-api-key, else
+ * "Authorization: Bearer". Upstream credential: x-api-key, or
+ * "Authorization: Bearer" for claude_oauth accounts. Session: metadata.
+ * user_id, else x-claude-code-session-id, else the prompt prefix (system +
+ * first message). Default model list: claude-opus-4-1-20250805,
+ * claude-sonnet-4-5-20250929, claude-sonnet-4-20250514,
+ * claude-3-5-haiku-20241022. */
 #ifndef EDGE_PROVIDER_ANTHROPIC_H
 #define EDGE_PROVIDER_ANTHROPIC_H
 
@@ -14,23 +24,18 @@
 #include "gw_buf.h"
 #include "gw_err.h"
 #include "gw_http.h"
+#include "provider.h"
 
-/* Token counts of one request as reported by the provider. Thinking tokens
- * are part of output_tokens for Anthropic; reasoning_tokens stays 0 unless an
- * API reports them separately. have_start: a usage report was seen
- * (message_start or a non-stream body); have_final: the stream completed
- * (message_stop) or the non-stream body was metered. */
-struct edge_usage {
-    uint64_t input_tokens, output_tokens, cache_read_tokens, cache_write_5m_tokens,
-        cache_write_1h_tokens, reasoning_tokens;
-    int have_start, have_final;
-};
+/* Thinking tokens are part of output_tokens for Anthropic; reasoning_tokens
+ * stays 0 (the API does not report them separately). have_start: a usage
+ * report was seen (message_start or a non-stream body); have_final: the
+ * stream completed (message_stop) or the non-stream body was metered. */
 
 struct edge_anthropic_request {
-    char model[128];     /* "model", NUL-terminated */
-    int stream;          /* "stream": true */
-    int64_t max_tokens;  /* "max_tokens", -1 when absent (count_tokens) */
-    char session[128];   /* from metadata.user_id (see below), "" when none */
+    char model[EDGE_MODEL_MAX];     /* "model", NUL-terminated */
+    int stream;                     /* "stream": true */
+    int64_t max_tokens;             /* "max_tokens", -1 when absent (count_tokens) */
+    char session[EDGE_SESSION_MAX]; /* from metadata.user_id (see below), "" when none */
 };
 
 /* Validates the body as JSON (strict, gw_json_parse) and reads top-level
@@ -43,8 +48,7 @@ struct edge_anthropic_request {
  * a JSON-object user_id gives its "session_id", any other value is taken as
  * is; values that do not fit are replaced by their SHA-256 in hex. Borrows
  * body; the same rules apply to /v1/messages/count_tokens. */
-gw_err edge_anthropic_scan_request(const char *body, size_t len,
-                                   struct edge_anthropic_request *out,
+gw_err edge_anthropic_scan_request(const char *body, size_t len, struct edge_anthropic_request *out,
                                    const char **why) GW_WARN_UNUSED;
 
 /* Fills out->session from the client's x-claude-code-session-id header when
@@ -79,8 +83,7 @@ void edge_anthropic_meter_event(struct edge_usage *u, const char *event, size_t 
 /* Non-streaming: meters the response JSON body's "usage" object (same fields
  * as message_start) and sets have_start and have_final. GW_EINVAL if the
  * body is not JSON or has no usage object (u untouched then). */
-gw_err edge_anthropic_meter_body(struct edge_usage *u, const char *body,
-                                 size_t len) GW_WARN_UNUSED;
+gw_err edge_anthropic_meter_body(struct edge_usage *u, const char *body, size_t len) GW_WARN_UNUSED;
 
 /* Appends {"type":"error","error":{"type":T,"message":M}} to out, with T
  * from gw_err_anthropic_type(err) and M JSON-escaped (NULL message: the

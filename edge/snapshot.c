@@ -2,14 +2,17 @@
 /* Immutable configuration snapshot of the edge. Built once from the wire
  * form into flat arrays (accounts and groups sorted by id for binary search,
  * keys in insertion order) plus an open-addressing table from the key hash
- * to the key's index. Nothing changes after the build, so readers on any
- * thread need no lock, only a reference. */
+ * to the key's index; each group's bound accounts and, for pool / hybrid
+ * groups, its pool's accounts are resolved to pointers in routing order.
+ * Nothing changes after the build, so readers on any thread need no lock,
+ * only a reference. */
 #include "snapshot.h"
 
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "dialect.h"
 #include "gw_buf.h"
 #include "gw_log.h"
 
@@ -26,7 +29,8 @@ struct edge_snapshot {
     size_t n_accounts;
     struct edge_group *groups; /* sorted by id, unique */
     size_t n_groups;
-    const struct edge_account **bound; /* storage for every group's account list */
+    const struct edge_account **bound;  /* storage for every group's account list */
+    const struct edge_account **pooled; /* storage for every group's pool list */
 };
 
 static uint64_t
@@ -72,6 +76,28 @@ snapshot_strdup(const char *s)
     return gw_xstrdup(s ? s : "");
 }
 
+/* Owned copies of a list of strings; NULL for an empty list. */
+static char **
+snapshot_strv_dup(char *const *v, size_t n)
+{
+    char **out;
+
+    if (n == 0)
+        return NULL;
+    out = gw_xcalloc(n, sizeof(*out));
+    for (size_t i = 0; i < n; i++)
+        out[i] = snapshot_strdup(v[i]);
+    return out;
+}
+
+static void
+snapshot_strv_free(char **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
 static void
 snapshot_account_fini(struct edge_account *a)
 {
@@ -82,6 +108,8 @@ snapshot_account_fini(struct edge_account *a)
         explicit_bzero(a->credential, a->credential_len);
         free(a->credential);
     }
+    snapshot_strv_free(a->models, a->n_models);
+    free(a->proxy);
     memset(a, 0, sizeof(*a));
 }
 
@@ -92,9 +120,12 @@ snapshot_free(struct edge_snapshot *s)
         snapshot_account_fini(&s->accounts[i]);
     for (size_t i = 0; i < s->n_groups; i++)
         free(s->groups[i].name);
+    for (size_t i = 0; i < s->n_keys; i++)
+        snapshot_strv_free(s->keys[i].allowed_models, s->keys[i].n_allowed_models);
     free(s->accounts);
     free(s->groups);
     free(s->bound);
+    free(s->pooled);
     free(s->keys);
     free(s->table);
     free(s);
@@ -123,6 +154,13 @@ snapshot_build_accounts(struct edge_snapshot *s, const struct gw_wire_snapshot *
         a->priority = wa->priority;
         a->weight = wa->weight;
         a->enabled = wa->enabled;
+        a->dialects = edge_dialect_mask_of_kind(a->kind);
+        a->models = snapshot_strv_dup(wa->models, wa->n_models);
+        a->n_models = a->models != NULL ? wa->n_models : 0;
+        a->max_concurrency = wa->max_concurrency;
+        /* "" and NULL both mean a direct connection. */
+        a->proxy = wa->proxy != NULL && wa->proxy[0] != '\0' ? gw_xstrdup(wa->proxy) : NULL;
+        a->cooldown_until_ms = wa->cooldown_until_ms;
     }
     qsort(s->accounts, w->n_accounts, sizeof(*s->accounts), snapshot_cmp_account_id);
     for (size_t i = 0; i < w->n_accounts; i++) {
@@ -139,6 +177,36 @@ snapshot_build_accounts(struct edge_snapshot *s, const struct gw_wire_snapshot *
         n++;
     }
     s->n_accounts = n;
+    for (size_t i = 0; i < n; i++)
+        s->accounts[i].index = (uint32_t)i;
+}
+
+/* Copies text from the wire into a log line: printable ASCII, bounded. */
+static void
+snapshot_log_text(const char *in, char *out, size_t size)
+{
+    size_t i = 0;
+
+    for (; in != NULL && *in != '\0' && i + 1 < size; in++)
+        out[i++] = (*in >= 0x20 && *in < 0x7f) ? *in : '?';
+    out[i] = '\0';
+}
+
+static enum edge_group_mode
+snapshot_group_mode(const struct gw_wire_group *wg)
+{
+    char shown[40];
+
+    if (wg->mode == NULL || strcmp(wg->mode, "dedicated") == 0)
+        return EDGE_GROUP_DEDICATED;
+    if (strcmp(wg->mode, "pool") == 0)
+        return EDGE_GROUP_POOL;
+    if (strcmp(wg->mode, "hybrid") == 0)
+        return EDGE_GROUP_HYBRID;
+    snapshot_log_text(wg->mode, shown, sizeof(shown));
+    gw_log(GW_LOG_WARN, "EDGE-SNAPSHOT", "group %llu: unknown mode \"%s\"; treated as dedicated",
+           (unsigned long long)wg->id, shown);
+    return EDGE_GROUP_DEDICATED;
 }
 
 static void
@@ -150,6 +218,7 @@ snapshot_build_groups(struct edge_snapshot *s, const struct gw_wire_snapshot *w)
     for (size_t i = 0; i < w->n_groups; i++) {
         s->groups[i].id = w->groups[i].id;
         s->groups[i].name = snapshot_strdup(w->groups[i].name);
+        s->groups[i].mode = snapshot_group_mode(&w->groups[i]);
     }
     qsort(s->groups, w->n_groups, sizeof(*s->groups), snapshot_cmp_group_id);
     for (size_t i = 0; i < w->n_groups; i++) {
@@ -217,6 +286,99 @@ snapshot_build_bindings(struct edge_snapshot *s, const struct gw_wire_snapshot *
     free(count);
 }
 
+/* The wire pool a pool / hybrid group draws from; NULL when the group
+ * names none or the pool is not in the snapshot. The first of duplicate
+ * pool ids wins. */
+static const struct gw_wire_pool *
+snapshot_wire_pool(const struct gw_wire_snapshot *w, const struct gw_wire_group *wg)
+{
+    if (wg->pool_id == 0)
+        return NULL;
+    for (size_t i = 0; i < w->n_pools; i++) {
+        if (w->pools[i].id == wg->pool_id)
+            return &w->pools[i];
+    }
+    gw_log(GW_LOG_DEBUG, "EDGE-SNAPSHOT", "group %llu: pool %llu not in the snapshot",
+           (unsigned long long)wg->id, (unsigned long long)wg->pool_id);
+    return NULL;
+}
+
+/* Resolves each pool / hybrid group's pool into pool_accounts: only
+ * accounts in the snapshot, sorted for routing, each once. Every distinct
+ * pool is resolved once into the shared array and the groups using it share
+ * the slice, so the storage never exceeds the pools' size on the wire.
+ * Dedicated groups get none. */
+static void
+snapshot_build_pools(struct edge_snapshot *s, const struct gw_wire_snapshot *w)
+{
+    const struct gw_wire_pool **src = gw_xcalloc(s->n_groups ? s->n_groups : 1, sizeof(*src));
+    size_t *slot = gw_xcalloc(s->n_groups ? s->n_groups : 1, sizeof(*slot)); /* used index */
+    /* Distinct pools in use: the wire pool and its resolved slice. */
+    const struct gw_wire_pool **used = gw_xcalloc(s->n_groups ? s->n_groups : 1, sizeof(*used));
+    size_t *used_off = gw_xcalloc(s->n_groups ? s->n_groups : 1, sizeof(*used_off));
+    size_t *used_n = gw_xcalloc(s->n_groups ? s->n_groups : 1, sizeof(*used_n));
+    size_t n_used = 0, total = 0;
+
+    /* The groups were de-duplicated; the first wire group of an id names
+     * the pool. */
+    for (size_t i = 0; i < w->n_groups; i++) {
+        const struct edge_group *g = edge_snapshot_group(s, w->groups[i].id);
+        size_t gi, u;
+
+        if (g == NULL)
+            continue;
+        gi = (size_t)(g - s->groups);
+        if (src[gi] != NULL || g->mode == EDGE_GROUP_DEDICATED)
+            continue;
+        src[gi] = snapshot_wire_pool(w, &w->groups[i]);
+        if (src[gi] == NULL)
+            continue;
+        for (u = 0; u < n_used && used[u] != src[gi]; u++)
+            ;
+        if (u == n_used) {
+            used[n_used++] = src[gi];
+            total += src[gi]->n_account_ids;
+        }
+        slot[gi] = u;
+    }
+    s->pooled = gw_xcalloc(total ? total : 1, sizeof(*s->pooled));
+    for (size_t u = 0, off = 0; u < n_used; u++) {
+        const struct edge_account **list = s->pooled + off;
+        size_t n = 0, m = 0;
+
+        for (size_t j = 0; j < used[u]->n_account_ids; j++) {
+            const struct edge_account *a = edge_snapshot_account(s, used[u]->account_ids[j]);
+
+            if (a != NULL)
+                list[n++] = a;
+        }
+        qsort(list, n, sizeof(*list), snapshot_cmp_route_order);
+        for (size_t j = 0; j < n; j++) {
+            if (m > 0 && list[m - 1] == list[j])
+                continue;
+            list[m++] = list[j];
+        }
+        used_off[u] = off;
+        used_n[u] = m;
+        off += used[u]->n_account_ids;
+    }
+    for (size_t i = 0; i < s->n_groups; i++) {
+        struct edge_group *g = &s->groups[i];
+
+        g->pool_accounts = s->pooled;
+        g->n_pool_accounts = 0;
+        if (src[i] != NULL) {
+            g->pool_accounts = s->pooled + used_off[slot[i]];
+            g->n_pool_accounts = used_n[slot[i]];
+        }
+    }
+    free(src);
+    free(slot);
+    free(used);
+    free(used_off);
+    free(used_n);
+}
+
 static void
 snapshot_build_keys(struct edge_snapshot *s, const struct gw_wire_snapshot *w)
 {
@@ -251,6 +413,11 @@ snapshot_build_keys(struct edge_snapshot *s, const struct gw_wire_snapshot *w)
         k->group = edge_snapshot_group(s, wk->group_id);
         k->enabled = wk->enabled;
         k->expires_at = wk->expires_at;
+        k->rpm_limit = wk->rpm_limit;
+        k->tpm_limit = wk->tpm_limit;
+        k->concurrency_limit = wk->concurrency_limit;
+        k->allowed_models = snapshot_strv_dup(wk->allowed_models, wk->n_allowed_models);
+        k->n_allowed_models = k->allowed_models != NULL ? wk->n_allowed_models : 0;
         s->n_keys++;
         s->table[slot] = (uint32_t)s->n_keys;
     }
@@ -265,7 +432,8 @@ edge_snapshot_build(const struct gw_wire_snapshot *w, struct edge_snapshot **out
     if (w->unchanged)
         return GW_EINVAL;
     if (w->n_keys >= SNAPSHOT_MAX_ITEMS || w->n_accounts >= SNAPSHOT_MAX_ITEMS ||
-        w->n_groups >= SNAPSHOT_MAX_ITEMS || w->n_bindings >= SNAPSHOT_MAX_ITEMS)
+        w->n_groups >= SNAPSHOT_MAX_ITEMS || w->n_bindings >= SNAPSHOT_MAX_ITEMS ||
+        w->n_pools >= SNAPSHOT_MAX_ITEMS)
         return GW_EMSGSIZE;
     s = gw_xcalloc(1, sizeof(*s));
     atomic_init(&s->refs, 1);
@@ -274,6 +442,7 @@ edge_snapshot_build(const struct gw_wire_snapshot *w, struct edge_snapshot **out
     snapshot_build_accounts(s, w);
     snapshot_build_groups(s, w);
     snapshot_build_bindings(s, w);
+    snapshot_build_pools(s, w);
     snapshot_build_keys(s, w);
     *out = s;
     return GW_OK;

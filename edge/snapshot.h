@@ -27,6 +27,19 @@ struct edge_account {
     int32_t priority; /* lower number is preferred */
     int32_t weight;   /* <= 0 is treated as 1 by the router */
     int enabled;
+    unsigned dialects;         /* edge_dialect_mask_of_kind(kind) */
+    char **models;             /* models it serves; n_models == 0 means any */
+    size_t n_models;
+    uint32_t max_concurrency;  /* 0 = unlimited */
+    char *proxy;               /* NULL = direct */
+    int64_t cooldown_until_ms; /* hub-decided cooldown (unix ms), 0 = none */
+    uint32_t index;            /* 0..n_accounts-1 within this snapshot, for per-account arrays */
+};
+
+enum edge_group_mode {
+    EDGE_GROUP_DEDICATED = 0, /* only accounts bound to the group */
+    EDGE_GROUP_POOL,          /* only the accounts of its pool */
+    EDGE_GROUP_HYBRID,        /* dedicated first; the pool when none of those is usable */
 };
 
 struct edge_group {
@@ -36,6 +49,10 @@ struct edge_group {
      * ascending. Pointers into the snapshot's account array. */
     const struct edge_account **accounts;
     size_t n_accounts;
+    enum edge_group_mode mode;
+    /* The pool's accounts (for pool / hybrid), same order rules as accounts. */
+    const struct edge_account **pool_accounts;
+    size_t n_pool_accounts;
 };
 
 struct edge_key {
@@ -45,6 +62,11 @@ struct edge_key {
     const struct edge_group *group; /* NULL when the group is not in the snapshot */
     int enabled;
     int64_t expires_at; /* unix seconds, 0 = never */
+    uint32_t rpm_limit; /* requests per minute, 0 = unlimited */
+    uint32_t tpm_limit; /* tokens per minute, 0 = unlimited */
+    uint32_t concurrency_limit; /* 0 = unlimited */
+    char **allowed_models;      /* n_allowed_models == 0 means any */
+    size_t n_allowed_models;
 };
 
 /* Result of checking a presented key. */

@@ -6,6 +6,7 @@
  * sealed before the store sees them and never appear in a response or log. */
 #include "admin_api.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -29,6 +30,9 @@
 #define API_PASSWORD_MAX 1024
 #define API_USAGE_LIMIT_DEFAULT 100
 #define API_USAGE_LIMIT_MAX 1000
+#define API_MAX_CONCURRENCY 100000
+#define API_ID_MAX ((INT64_C(1) << 53) - 1)
+#define API_EXPIRES_MAX INT64_C(253402300799) /* 9999-12-31T23:59:59Z */
 
 struct hub_admin_api {
     uv_loop_t *loop;
@@ -340,6 +344,336 @@ api_valid_http_url(const char *url)
     return 1;
 }
 
+/* Finds name=value in a query string; value view into it. 1 when found. */
+static int
+api_query_param(struct gw_str query, const char *name, struct gw_str *value)
+{
+    size_t nlen = strlen(name);
+    const char *p = query.p;
+    const char *end = query.p + query.len;
+
+    while (p < end) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        const char *stop = amp != NULL ? amp : end;
+        if ((size_t)(stop - p) >= nlen + 1 && memcmp(p, name, nlen) == 0 && p[nlen] == '=') {
+            value->p = p + nlen + 1;
+            value->len = (size_t)(stop - p) - nlen - 1;
+            return 1;
+        }
+        p = stop + 1;
+    }
+    return 0;
+}
+
+/* Unsigned decimal of at most 15 digits within [min, max]. */
+static gw_err
+api_query_uint(struct gw_str v, uint64_t min, uint64_t max, uint64_t *out)
+{
+    uint64_t n = 0;
+
+    if (v.len == 0 || v.len > 15)
+        return GW_EINVAL;
+    for (size_t i = 0; i < v.len; i++) {
+        if (v.p[i] < '0' || v.p[i] > '9')
+            return GW_EINVAL;
+        n = n * 10 + (uint64_t)(v.p[i] - '0');
+    }
+    if (n < min || n > max)
+        return GW_EINVAL;
+    *out = n;
+    return GW_OK;
+}
+
+/* An owned list of model names from a request. */
+struct api_models {
+    char **v;
+    size_t n;
+    int set; /* the field was given */
+};
+
+static void
+api_models_fini(struct api_models *m)
+{
+    for (size_t i = 0; i < m->n; i++)
+        free(m->v[i]);
+    free(m->v);
+    memset(m, 0, sizeof(*m));
+}
+
+/* An optional array of 0..GW_WIRE_MODELS_MAX model names, each 1..
+ * GW_WIRE_MODEL_LEN_MAX bytes without control characters. Absent (or null)
+ * leaves out->set 0. */
+static gw_err
+api_field_models(const cJSON *obj, const char *field, struct api_models *out, char *msg,
+                 size_t msg_size)
+{
+    const cJSON *arr = cJSON_GetObjectItemCaseSensitive(obj, field);
+    const cJSON *it;
+    size_t n = 0;
+
+    memset(out, 0, sizeof(*out));
+    if (arr == NULL || cJSON_IsNull(arr))
+        return GW_OK;
+    if (!cJSON_IsArray(arr)) {
+        snprintf(msg, msg_size, "%s must be an array of model names", field);
+        return GW_EINVAL;
+    }
+    cJSON_ArrayForEach(it, arr)
+    {
+        if (!cJSON_IsString(it) || it->valuestring[0] == '\0' ||
+            strlen(it->valuestring) > GW_WIRE_MODEL_LEN_MAX || api_has_control(it->valuestring)) {
+            snprintf(msg, msg_size,
+                     "%s must hold model names of 1 to %d bytes without control characters", field,
+                     GW_WIRE_MODEL_LEN_MAX);
+            return GW_EINVAL;
+        }
+        if (++n > GW_WIRE_MODELS_MAX) {
+            snprintf(msg, msg_size, "%s must hold at most %d model names", field,
+                     GW_WIRE_MODELS_MAX);
+            return GW_EINVAL;
+        }
+    }
+    out->set = 1;
+    if (n == 0)
+        return GW_OK;
+    out->v = gw_xcalloc(n, sizeof(*out->v));
+    cJSON_ArrayForEach(it, arr)
+    {
+        out->v[out->n++] = gw_xstrdup(it->valuestring);
+    }
+    return GW_OK;
+}
+
+/* 1 when obj has `field` with a JSON null (which the getters treat as absent). */
+static int
+api_field_is_null(const cJSON *obj, const char *field)
+{
+    return cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(obj, field));
+}
+
+static int
+api_field_present(const cJSON *obj, const char *field)
+{
+    return cJSON_GetObjectItemCaseSensitive(obj, field) != NULL;
+}
+
+/* An optional boolean; *set says whether it was given. */
+static gw_err
+api_field_bool(const cJSON *obj, const char *field, int *out, int *set, char *msg, size_t msg_size)
+{
+    gw_err rv = gw_json_get_bool(obj, field, out);
+
+    *set = 0;
+    /* The getter takes null for absent; here null is a wrong value. */
+    if (rv == GW_ENOTFOUND && !api_field_present(obj, field))
+        return GW_OK;
+    if (rv != GW_OK) {
+        snprintf(msg, msg_size, "%s must be true or false", field);
+        return GW_EINVAL;
+    }
+    *set = 1;
+    return GW_OK;
+}
+
+/* A PATCH body may name only the fields that can change: anything else is
+ * refused by name, so a typo is not silently ignored. */
+static gw_err
+api_only_fields(const cJSON *obj, const char *const *allowed, char *msg, size_t msg_size)
+{
+    const cJSON *it;
+
+    cJSON_ArrayForEach(it, obj)
+    {
+        size_t i;
+
+        for (i = 0; allowed[i] != NULL; i++) {
+            if (strcmp(it->string, allowed[i]) == 0)
+                break;
+        }
+        if (allowed[i] == NULL) {
+            snprintf(msg, msg_size, "%.64s cannot be changed here", it->string);
+            return GW_EINVAL;
+        }
+    }
+    if (cJSON_GetArraySize(obj) == 0) {
+        snprintf(msg, msg_size, "nothing to change: give at least one field");
+        return GW_EINVAL;
+    }
+    return GW_OK;
+}
+
+/* A proxy URL libcurl understands: http, https, socks5 or socks5h, a host,
+ * an optional port 1..65535 and user:password, no path beyond "/". */
+static int
+api_valid_proxy_url(const char *url)
+{
+    static const char *const schemes[] = {"http://", "https://", "socks5://", "socks5h://", NULL};
+    const char *auth = NULL, *end, *at, *host, *port = NULL;
+
+    for (size_t i = 0; schemes[i] != NULL; i++) {
+        size_t n = strlen(schemes[i]);
+
+        if (strncasecmp(url, schemes[i], n) == 0) {
+            auth = url + n;
+            break;
+        }
+    }
+    if (auth == NULL)
+        return 0;
+    for (const char *p = url; *p != '\0'; p++) {
+        if ((unsigned char)*p <= 0x20 || *p == 0x7f)
+            return 0;
+    }
+    end = auth + strcspn(auth, "/?#");
+    if (*end != '\0' && strcmp(end, "/") != 0)
+        return 0;
+    at = NULL;
+    for (const char *p = auth; p < end; p++) {
+        if (*p == '@')
+            at = p;
+    }
+    host = at != NULL ? at + 1 : auth;
+    if (host >= end)
+        return 0;
+    if (*host == '[') {
+        const char *rb = memchr(host, ']', (size_t)(end - host));
+
+        if (rb == NULL || rb == host + 1)
+            return 0;
+        for (const char *p = host + 1; p < rb; p++) {
+            if (!(isxdigit((unsigned char)*p) || *p == ':' || *p == '.'))
+                return 0;
+        }
+        if (rb + 1 < end && rb[1] != ':')
+            return 0;
+        if (rb + 1 < end)
+            port = rb + 2;
+    } else {
+        const char *p;
+
+        for (p = host; p < end && *p != ':'; p++) {
+            if (!(isalnum((unsigned char)*p) || *p == '.' || *p == '-' || *p == '_'))
+                return 0;
+        }
+        if (p == host)
+            return 0;
+        if (p < end)
+            port = p + 1;
+    }
+    if (port != NULL) {
+        unsigned long v = 0;
+
+        if (port >= end)
+            return 0;
+        for (const char *p = port; p < end; p++) {
+            if (*p < '0' || *p > '9' || v > 65535)
+                return 0;
+            v = v * 10 + (unsigned long)(*p - '0');
+        }
+        if (v == 0 || v > 65535)
+            return 0;
+    }
+    return 1;
+}
+
+/* The proxy for display: a password in it becomes "****". */
+static void
+api_proxy_display(const char *proxy, char *out, size_t size)
+{
+    const char *auth = strstr(proxy, "://");
+    const char *at = NULL, *colon, *end;
+
+    if (auth == NULL) {
+        snprintf(out, size, "%s", proxy);
+        return;
+    }
+    auth += 3;
+    end = auth + strcspn(auth, "/?#");
+    for (const char *p = auth; p < end; p++) {
+        if (*p == '@')
+            at = p;
+    }
+    colon = at != NULL ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
+    if (colon == NULL) {
+        snprintf(out, size, "%s", proxy);
+        return;
+    }
+    snprintf(out, size, "%.*s****%s", (int)(colon + 1 - proxy), proxy, at);
+}
+
+/* Adds an array of strings; cJSON_Delete(obj) and NULL on failure. */
+static cJSON *
+api_add_strv(cJSON *obj, const char *name, char *const *v, size_t n)
+{
+    cJSON *arr;
+
+    if (obj == NULL)
+        return NULL;
+    arr = cJSON_AddArrayToObject(obj, name);
+    if (arr == NULL) {
+        cJSON_Delete(obj);
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        cJSON *s = cJSON_CreateString(v[i]);
+
+        if (s == NULL) {
+            cJSON_Delete(obj);
+            return NULL;
+        }
+        cJSON_AddItemToArray(arr, s);
+    }
+    return obj;
+}
+
+static cJSON *
+api_add_null(cJSON *obj, const char *name)
+{
+    if (obj == NULL)
+        return NULL;
+    if (cJSON_AddNullToObject(obj, name) == NULL) {
+        cJSON_Delete(obj);
+        return NULL;
+    }
+    return obj;
+}
+
+/* Answers {"items": [...]} with one object per element made by render(i);
+ * render returns NULL when it cannot. */
+static void
+api_respond_items(struct gw_http_req *req, size_t n, cJSON *(*render)(const void *list, size_t i),
+                  const void *list)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON *items = o != NULL ? cJSON_AddArrayToObject(o, "items") : NULL;
+
+    if (items == NULL) {
+        cJSON_Delete(o);
+        api_respond_json(req, 500, NULL);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        cJSON *it = render(list, i);
+
+        if (it == NULL) {
+            cJSON_Delete(o);
+            api_respond_json(req, 500, NULL);
+            return;
+        }
+        cJSON_AddItemToArray(items, it);
+    }
+    api_respond_json(req, 200, o);
+}
+
+static void
+api_not_found(struct gw_http_req *req, const char *what, uint64_t id)
+{
+    char msg[96];
+
+    snprintf(msg, sizeof(msg), "%s %" PRIu64 " not found", what, id);
+    api_error(req, 404, "not_found", msg);
+}
+
 /* ---- login -------------------------------------------------------------- */
 
 struct api_login {
@@ -522,6 +856,11 @@ api_group_json(const struct hub_group *g)
     o = api_add_int(o, "id", (int64_t)g->id);
     o = api_add_str(o, "name", g->name);
     o = api_add_int(o, "created_at", g->created_at);
+    o = api_add_str(o, "mode", g->mode[0] != '\0' ? g->mode : "dedicated");
+    if (g->pool_id != 0)
+        o = api_add_int(o, "pool_id", (int64_t)g->pool_id);
+    else
+        o = api_add_null(o, "pool_id");
     return o;
 }
 
@@ -567,9 +906,186 @@ api_group_create(struct hub_admin_api *api, struct gw_http_req *req, uint64_t pa
     api_job_queue(&j->base);
 }
 
+struct api_group_list {
+    struct api_job base;
+    struct hub_group *items;
+    size_t n;
+};
+
+static void
+group_list_run(struct api_job *job)
+{
+    struct api_group_list *j = (struct api_group_list *)job;
+
+    job->rv = hub_store_group_list(job->api->store, &j->items, &j->n);
+}
+
+static cJSON *
+api_group_item(const void *list, size_t i)
+{
+    return api_group_json(&((const struct hub_group *)list)[i]);
+}
+
+static void
+group_list_finish(struct api_job *job)
+{
+    struct api_group_list *j = (struct api_group_list *)job;
+
+    if (job->rv != GW_OK) {
+        api_internal(job->req, "group list", job->rv);
+        return;
+    }
+    api_respond_items(job->req, j->n, api_group_item, j->items);
+}
+
+static void
+group_list_fini(struct api_job *job)
+{
+    free(((struct api_group_list *)job)->items);
+}
+
+static void
+api_group_list(struct hub_admin_api *api, struct gw_http_req *req, uint64_t path_id,
+               const char *admin)
+{
+    struct api_group_list *j;
+
+    (void)path_id;
+    j = api_job_new(api, req, admin, sizeof(*j), group_list_run, group_list_finish,
+                    group_list_fini);
+    api_job_queue(&j->base);
+}
+
+struct api_group_update {
+    struct api_job base;
+    uint64_t id;
+    char mode[16];
+    struct hub_group_patch patch;
+    const char *missing; /* "group" or "pool" on GW_ENOTFOUND */
+    struct hub_group out;
+};
+
+static void
+group_update_run(struct api_job *job)
+{
+    struct api_group_update *j = (struct api_group_update *)job;
+    struct hub_group cur;
+    gw_err rv;
+
+    /* Looked up first so a 404 can say which one is missing. */
+    rv = hub_store_group_get(job->api->store, j->id, &cur);
+    if (rv == GW_ENOTFOUND)
+        j->missing = "group";
+    if (rv == GW_OK) {
+        j->patch.mode = j->mode;
+        rv = hub_store_group_update(job->api->store, j->id, &j->patch, &j->out);
+        if (rv == GW_ENOTFOUND)
+            j->missing = "pool";
+    }
+    job->rv = rv;
+}
+
+static void
+group_update_finish(struct api_job *job)
+{
+    struct api_group_update *j = (struct api_group_update *)job;
+
+    if (job->rv == GW_ENOTFOUND) {
+        if (j->missing != NULL && strcmp(j->missing, "pool") == 0)
+            api_not_found(job->req, "pool", j->patch.pool_id);
+        else
+            api_not_found(job->req, "group", j->id);
+        return;
+    }
+    if (job->rv == GW_EINVAL) {
+        api_bad_request(job->req, "pool_id is required when mode is pool or hybrid");
+        return;
+    }
+    if (job->rv != GW_OK) {
+        api_internal(job->req, "group update", job->rv);
+        return;
+    }
+    gw_log_req(GW_LOG_INFO, "HUB-ADMIN-CHANGE", job->req->id_str,
+               "admin %s set group %" PRIu64 " to mode %s, pool %" PRIu64, job->admin, j->id,
+               j->out.mode, j->out.pool_id);
+    api_respond_json(job->req, 200, api_group_json(&j->out));
+}
+
+static void
+api_group_update(struct hub_admin_api *api, struct gw_http_req *req, uint64_t path_id,
+                 const char *admin)
+{
+    static const char *const fields[] = {"mode", "pool_id", NULL};
+    struct api_group_update *j;
+    const char *mode = NULL;
+    int64_t pool_id = 0;
+    char msg[160];
+    cJSON *body;
+    gw_err rv;
+
+    body = api_body_object(req);
+    if (body == NULL)
+        return;
+    j = api_job_new(api, req, admin, sizeof(*j), group_update_run, group_update_finish, NULL);
+    j->id = path_id;
+    rv = api_only_fields(body, fields, msg, sizeof(msg));
+    if (rv == GW_OK && api_field_present(body, "mode")) {
+        rv = gw_json_get_str(body, "mode", &mode);
+        if (rv != GW_OK || !hub_store_group_mode_ok(mode)) {
+            snprintf(msg, sizeof(msg), "mode must be one of dedicated, pool, hybrid");
+            rv = GW_EINVAL;
+        } else {
+            snprintf(j->mode, sizeof(j->mode), "%s", mode);
+            j->patch.fields |= HUB_GROUP_SET_MODE;
+        }
+    }
+    if (rv == GW_OK && api_field_present(body, "pool_id")) {
+        /* null takes the group out of its pool. */
+        if (!api_field_is_null(body, "pool_id"))
+            rv = api_field_int(body, "pool_id", 1, 0, 1, API_ID_MAX, &pool_id, msg, sizeof(msg));
+        j->patch.fields |= HUB_GROUP_SET_POOL;
+        j->patch.pool_id = (uint64_t)pool_id;
+    }
+    cJSON_Delete(body);
+    if (rv == GW_OK && j->patch.fields == 0) {
+        snprintf(msg, sizeof(msg), "nothing to change: give at least one field");
+        rv = GW_EINVAL;
+    }
+    if (rv != GW_OK) {
+        api_bad_request(req, msg);
+        free(j);
+        return;
+    }
+    api_job_queue(&j->base);
+}
+
 /* ---- accounts ----------------------------------------------------------- */
 
-static const char *const api_account_kinds[] = {"anthropic", "anthropic_compatible", "mock", NULL};
+/* The kinds an admin can create, with their default base URL (NULL: the
+ * base URL is required). */
+static const struct {
+    const char *kind;
+    const char *default_url;
+} api_account_kinds[] = {
+    {"anthropic", "https://api.anthropic.com"},
+    {"anthropic_compatible", NULL},
+    {"gemini", "https://generativelanguage.googleapis.com"},
+    {"openai_compatible", NULL},
+    {"mock", NULL},
+};
+
+/* Claude-compatible relays with a known base URL (kind anthropic_compatible). */
+static const struct {
+    const char *preset;
+    const char *url;
+} api_presets[] = {
+    {"kimi", "https://api.moonshot.ai/anthropic"},
+    {"qwen", "https://dashscope-intl.aliyuncs.com/api/v2/apps/claude-code-proxy"},
+    {"glm", "https://api.z.ai/api/anthropic"},
+    {"custom", NULL},
+};
+
+#define API_N(a) (sizeof(a) / sizeof((a)[0]))
 
 struct api_account {
     struct api_job base;
@@ -578,6 +1094,9 @@ struct api_account {
     char base_url[API_URL_MAX + 1];
     struct gw_buf sealed;
     int32_t priority, weight;
+    struct api_models models;
+    uint32_t max_concurrency;
+    char proxy[API_URL_MAX + 1];
     struct hub_account out;
 };
 
@@ -593,15 +1112,21 @@ account_run(struct api_job *job)
         .credential_sealed_len = j->sealed.len,
         .priority = j->priority,
         .weight = j->weight,
+        .models = (const char *const *)j->models.v,
+        .n_models = j->models.n,
+        .max_concurrency = j->max_concurrency,
+        .proxy = j->proxy,
     };
 
     job->rv = hub_store_account_create(job->api->store, &in, &j->out);
 }
 
+/* Never the credential: the store does not even hand it out here. */
 static cJSON *
 api_account_json(const struct hub_account *a)
 {
     cJSON *o = cJSON_CreateObject();
+    char proxy[sizeof(a->proxy) + 8];
 
     o = api_add_int(o, "id", (int64_t)a->id);
     o = api_add_str(o, "name", a->name);
@@ -611,6 +1136,20 @@ api_account_json(const struct hub_account *a)
     o = api_add_int(o, "weight", a->weight);
     o = api_add_bool(o, "enabled", a->enabled);
     o = api_add_int(o, "created_at", a->created_at);
+    o = api_add_strv(o, "models", a->models, a->n_models);
+    o = api_add_int(o, "max_concurrency", a->max_concurrency);
+    if (a->proxy[0] != '\0') {
+        api_proxy_display(a->proxy, proxy, sizeof(proxy));
+        o = api_add_str(o, "proxy", proxy);
+    } else {
+        o = api_add_null(o, "proxy");
+    }
+    if (a->disabled_reason[0] != '\0')
+        o = api_add_str(o, "disabled_reason", a->disabled_reason);
+    else
+        o = api_add_null(o, "disabled_reason");
+    o = api_add_int(o, "cooldown_until_ms", a->cooldown_until_ms);
+    o = api_add_int(o, "auth_failures", a->auth_failures);
     return o;
 }
 
@@ -638,6 +1177,69 @@ account_fini(struct api_job *job)
     struct api_account *j = (struct api_account *)job;
 
     gw_buf_fini(&j->sealed);
+    api_models_fini(&j->models);
+    hub_account_fini(&j->out);
+}
+
+/* The provider credential: any printable bytes (not api_field_str, and
+ * never echoed in a message). */
+static gw_err
+api_field_secret(const cJSON *obj, const char **out, char *msg, size_t msg_size)
+{
+    const char *secret = NULL;
+    gw_err rv = gw_json_get_str(obj, "api_key", &secret);
+
+    if (rv != GW_OK || secret[0] == '\0' || strlen(secret) > API_SECRET_MAX) {
+        snprintf(msg, msg_size, "api_key is required (a string of at most %d bytes)",
+                 API_SECRET_MAX);
+        return GW_EINVAL;
+    }
+    *out = secret;
+    return GW_OK;
+}
+
+static gw_err
+api_field_base_url(const cJSON *obj, const char **out, char *msg, size_t msg_size)
+{
+    gw_err rv = api_field_str(obj, "base_url", API_URL_MAX, out, msg, msg_size);
+
+    if (rv == GW_OK && !api_valid_http_url(*out)) {
+        snprintf(msg, msg_size, "base_url must be an http:// or https:// URL");
+        rv = GW_EINVAL;
+    }
+    return rv;
+}
+
+/* proxy: absent leaves *set 0; null or "" clears (*out = ""); otherwise a
+ * valid proxy URL. */
+static gw_err
+api_field_proxy(const cJSON *obj, const char **out, int *set, char *msg, size_t msg_size)
+{
+    const char *v = NULL;
+    gw_err rv;
+
+    *set = 0;
+    if (!api_field_present(obj, "proxy"))
+        return GW_OK;
+    *set = 1;
+    if (api_field_is_null(obj, "proxy")) {
+        *out = "";
+        return GW_OK;
+    }
+    rv = gw_json_get_str(obj, "proxy", &v);
+    if (rv == GW_OK && v[0] == '\0') {
+        *out = "";
+        return GW_OK;
+    }
+    if (rv != GW_OK || strlen(v) > API_URL_MAX || !api_valid_proxy_url(v)) {
+        snprintf(msg, msg_size,
+                 "proxy must be an http://, https://, socks5:// or socks5h:// URL with a host "
+                 "(at most %d bytes), or null",
+                 API_URL_MAX);
+        return GW_EINVAL;
+    }
+    *out = v;
+    return GW_OK;
 }
 
 static void
@@ -645,10 +1247,13 @@ api_account_create(struct hub_admin_api *api, struct gw_http_req *req, uint64_t 
                    const char *admin)
 {
     struct api_account *j = NULL;
-    const char *name = NULL, *kind = NULL, *url = NULL, *secret = NULL;
-    int64_t priority = 0, weight = 1;
-    char msg[160];
-    int kind_ok = 0;
+    struct api_models models = {0};
+    const char *name = NULL, *kind = NULL, *url = NULL, *secret = NULL, *preset = NULL;
+    const char *proxy = "", *default_url = NULL;
+    int64_t priority = 0, weight = 1, max_conc = 0;
+    char msg[200];
+    size_t k = API_N(api_account_kinds);
+    int proxy_set = 0;
     cJSON *body;
     gw_err rv;
 
@@ -660,34 +1265,59 @@ api_account_create(struct hub_admin_api *api, struct gw_http_req *req, uint64_t 
     if (rv == GW_OK)
         rv = api_field_str(body, "kind", 31, &kind, msg, sizeof(msg));
     if (rv == GW_OK) {
-        for (size_t i = 0; api_account_kinds[i] != NULL; i++)
-            kind_ok |= strcmp(kind, api_account_kinds[i]) == 0;
-        if (!kind_ok) {
-            snprintf(msg, sizeof(msg), "kind must be one of anthropic, anthropic_compatible, mock");
+        for (k = 0; k < API_N(api_account_kinds); k++) {
+            if (strcmp(kind, api_account_kinds[k].kind) == 0)
+                break;
+        }
+        if (k == API_N(api_account_kinds)) {
+            snprintf(msg, sizeof(msg),
+                     "kind must be one of anthropic, anthropic_compatible, "
+                     "gemini, openai_compatible, mock");
             rv = GW_EINVAL;
+        } else {
+            default_url = api_account_kinds[k].default_url;
         }
     }
-    if (rv == GW_OK)
-        rv = api_field_str(body, "base_url", API_URL_MAX, &url, msg, sizeof(msg));
-    if (rv == GW_OK && !api_valid_http_url(url)) {
-        snprintf(msg, sizeof(msg), "base_url must be an http:// or https:// URL");
-        rv = GW_EINVAL;
+    if (rv == GW_OK && api_field_present(body, "preset")) {
+        size_t p;
+
+        rv = gw_json_get_str(body, "preset", &preset);
+        for (p = 0; rv == GW_OK && p < API_N(api_presets); p++) {
+            if (strcmp(preset, api_presets[p].preset) == 0)
+                break;
+        }
+        if (rv != GW_OK || p == API_N(api_presets)) {
+            snprintf(msg, sizeof(msg), "preset must be one of kimi, qwen, glm, custom");
+            rv = GW_EINVAL;
+        } else if (strcmp(kind, "anthropic_compatible") != 0) {
+            snprintf(msg, sizeof(msg), "preset applies only to kind anthropic_compatible");
+            rv = GW_EINVAL;
+        } else {
+            default_url = api_presets[p].url;
+        }
     }
     if (rv == GW_OK) {
-        /* Not api_field_str: a key may legitimately contain any printable
-         * byte, and its content is never echoed in a message. */
-        rv = gw_json_get_str(body, "api_key", &secret);
-        if (rv != GW_OK || secret[0] == '\0' || strlen(secret) > API_SECRET_MAX) {
-            snprintf(msg, sizeof(msg), "api_key is required (a string of at most %d bytes)",
-                     API_SECRET_MAX);
-            rv = GW_EINVAL;
-        }
+        /* An explicit base_url wins over the kind's or preset's default. */
+        if (default_url != NULL && !api_field_present(body, "base_url"))
+            url = default_url;
+        else
+            rv = api_field_base_url(body, &url, msg, sizeof(msg));
     }
+    if (rv == GW_OK)
+        rv = api_field_secret(body, &secret, msg, sizeof(msg));
     if (rv == GW_OK)
         rv = api_field_int(body, "priority", 0, 0, 0, 1000, &priority, msg, sizeof(msg));
     if (rv == GW_OK)
         rv = api_field_int(body, "weight", 0, 1, 1, 1000, &weight, msg, sizeof(msg));
+    if (rv == GW_OK)
+        rv = api_field_models(body, "models", &models, msg, sizeof(msg));
+    if (rv == GW_OK)
+        rv = api_field_int(body, "max_concurrency", 0, 0, 0, API_MAX_CONCURRENCY, &max_conc, msg,
+                           sizeof(msg));
+    if (rv == GW_OK)
+        rv = api_field_proxy(body, &proxy, &proxy_set, msg, sizeof(msg));
     if (rv != GW_OK) {
+        api_models_fini(&models);
         cJSON_Delete(body);
         api_bad_request(req, msg);
         return;
@@ -697,8 +1327,11 @@ api_account_create(struct hub_admin_api *api, struct gw_http_req *req, uint64_t 
     memcpy(j->name, name, strlen(name) + 1);
     memcpy(j->kind, kind, strlen(kind) + 1);
     memcpy(j->base_url, url, strlen(url) + 1);
+    memcpy(j->proxy, proxy, strlen(proxy) + 1);
     j->priority = (int32_t)priority;
     j->weight = (int32_t)weight;
+    j->max_concurrency = (uint32_t)max_conc;
+    j->models = models;
     rv = hub_keys_seal_credential(api->master, secret, strlen(secret), &j->sealed);
     /* The parsed copy of the credential is wiped; the request body itself is
      * the server's and dies with the request. */
@@ -707,6 +1340,232 @@ api_account_create(struct hub_admin_api *api, struct gw_http_req *req, uint64_t 
     if (rv != GW_OK) {
         api_internal(req, "credential seal", rv);
         account_fini(&j->base);
+        free(j);
+        return;
+    }
+    api_job_queue(&j->base);
+}
+
+/* GET /api/accounts/{id}, GET /api/accounts */
+
+struct api_account_get {
+    struct api_job base;
+    uint64_t id; /* 0: the list */
+    struct hub_account one;
+    struct hub_account *items;
+    size_t n;
+};
+
+static void
+account_get_run(struct api_job *job)
+{
+    struct api_account_get *j = (struct api_account_get *)job;
+
+    if (j->id != 0)
+        job->rv = hub_store_account_get(job->api->store, j->id, &j->one);
+    else
+        job->rv = hub_store_account_list(job->api->store, &j->items, &j->n);
+}
+
+static cJSON *
+api_account_item(const void *list, size_t i)
+{
+    return api_account_json(&((const struct hub_account *)list)[i]);
+}
+
+static void
+account_get_finish(struct api_job *job)
+{
+    struct api_account_get *j = (struct api_account_get *)job;
+
+    if (job->rv == GW_ENOTFOUND) {
+        api_not_found(job->req, "account", j->id);
+        return;
+    }
+    if (job->rv != GW_OK) {
+        api_internal(job->req, "account read", job->rv);
+        return;
+    }
+    if (j->id != 0)
+        api_respond_json(job->req, 200, api_account_json(&j->one));
+    else
+        api_respond_items(job->req, j->n, api_account_item, j->items);
+}
+
+static void
+account_get_fini(struct api_job *job)
+{
+    struct api_account_get *j = (struct api_account_get *)job;
+
+    hub_account_fini(&j->one);
+    hub_accounts_free(j->items, j->n);
+}
+
+static void
+api_account_get(struct hub_admin_api *api, struct gw_http_req *req, uint64_t path_id,
+                const char *admin)
+{
+    struct api_account_get *j;
+
+    j = api_job_new(api, req, admin, sizeof(*j), account_get_run, account_get_finish,
+                    account_get_fini);
+    j->id = path_id;
+    api_job_queue(&j->base);
+}
+
+/* PATCH /api/accounts/{id} */
+
+struct api_account_update {
+    struct api_job base;
+    uint64_t id;
+    struct hub_account_patch patch; /* its pointers point into the fields below */
+    char name[API_NAME_MAX + 1];
+    char base_url[API_URL_MAX + 1];
+    char proxy[API_URL_MAX + 1];
+    struct api_models models;
+    struct gw_buf sealed;
+    struct hub_account out;
+};
+
+static void
+account_update_run(struct api_job *job)
+{
+    struct api_account_update *j = (struct api_account_update *)job;
+
+    j->patch.name = j->name;
+    j->patch.base_url = j->base_url;
+    j->patch.proxy = j->proxy;
+    j->patch.models = (const char *const *)j->models.v;
+    j->patch.n_models = j->models.n;
+    j->patch.credential_sealed = (const uint8_t *)j->sealed.data;
+    j->patch.credential_sealed_len = j->sealed.len;
+    job->rv = hub_store_account_update(job->api->store, j->id, &j->patch, &j->out);
+}
+
+static void
+account_update_finish(struct api_job *job)
+{
+    struct api_account_update *j = (struct api_account_update *)job;
+
+    if (job->rv == GW_ENOTFOUND) {
+        api_not_found(job->req, "account", j->id);
+        return;
+    }
+    if (job->rv != GW_OK) {
+        api_internal(job->req, "account update", job->rv);
+        return;
+    }
+    gw_log_req(GW_LOG_INFO, "HUB-ADMIN-CHANGE", job->req->id_str,
+               "admin %s changed account %" PRIu64 "%s%s", job->admin, j->id,
+               (j->patch.fields & HUB_ACCOUNT_SET_CREDENTIAL) ? " (new credential)" : "",
+               (j->patch.fields & HUB_ACCOUNT_SET_ENABLED)
+                   ? (j->patch.enabled ? " (enabled)" : " (disabled)")
+                   : "");
+    api_respond_json(job->req, 200, api_account_json(&j->out));
+}
+
+static void
+account_update_fini(struct api_job *job)
+{
+    struct api_account_update *j = (struct api_account_update *)job;
+
+    gw_buf_fini(&j->sealed);
+    api_models_fini(&j->models);
+    hub_account_fini(&j->out);
+}
+
+static void
+api_account_update(struct hub_admin_api *api, struct gw_http_req *req, uint64_t path_id,
+                   const char *admin)
+{
+    static const char *const fields[] = {
+        "name",  "enabled",  "priority", "weight", "models", "max_concurrency",
+        "proxy", "base_url", "api_key",  NULL};
+    struct api_account_update *j;
+    const char *s = NULL, *secret = NULL;
+    int64_t v = 0;
+    int set = 0;
+    char msg[200];
+    cJSON *body;
+    gw_err rv;
+
+    body = api_body_object(req);
+    if (body == NULL)
+        return;
+    j = api_job_new(api, req, admin, sizeof(*j), account_update_run, account_update_finish,
+                    account_update_fini);
+    j->id = path_id;
+    rv = api_only_fields(body, fields, msg, sizeof(msg));
+    if (rv == GW_OK && api_field_present(body, "name")) {
+        rv = api_field_str(body, "name", API_NAME_MAX, &s, msg, sizeof(msg));
+        if (rv == GW_OK) {
+            memcpy(j->name, s, strlen(s) + 1);
+            j->patch.fields |= HUB_ACCOUNT_SET_NAME;
+        }
+    }
+    if (rv == GW_OK) {
+        rv = api_field_bool(body, "enabled", &j->patch.enabled, &set, msg, sizeof(msg));
+        if (set)
+            j->patch.fields |= HUB_ACCOUNT_SET_ENABLED;
+    }
+    if (rv == GW_OK && api_field_present(body, "priority")) {
+        rv = api_field_int(body, "priority", 1, 0, 0, 1000, &v, msg, sizeof(msg));
+        j->patch.priority = (int32_t)v;
+        j->patch.fields |= HUB_ACCOUNT_SET_PRIORITY;
+    }
+    if (rv == GW_OK && api_field_present(body, "weight")) {
+        rv = api_field_int(body, "weight", 1, 1, 1, 1000, &v, msg, sizeof(msg));
+        j->patch.weight = (int32_t)v;
+        j->patch.fields |= HUB_ACCOUNT_SET_WEIGHT;
+    }
+    if (rv == GW_OK && api_field_present(body, "models")) {
+        /* null clears like [] does: any model. */
+        rv = api_field_models(body, "models", &j->models, msg, sizeof(msg));
+        j->patch.fields |= HUB_ACCOUNT_SET_MODELS;
+    }
+    if (rv == GW_OK && api_field_present(body, "max_concurrency")) {
+        rv = api_field_int(body, "max_concurrency", 1, 0, 0, API_MAX_CONCURRENCY, &v, msg,
+                           sizeof(msg));
+        j->patch.max_concurrency = (uint32_t)v;
+        j->patch.fields |= HUB_ACCOUNT_SET_MAX_CONCURRENCY;
+    }
+    if (rv == GW_OK) {
+        rv = api_field_proxy(body, &s, &set, msg, sizeof(msg));
+        if (rv == GW_OK && set) {
+            memcpy(j->proxy, s, strlen(s) + 1);
+            j->patch.fields |= HUB_ACCOUNT_SET_PROXY;
+        }
+    }
+    if (rv == GW_OK && api_field_present(body, "base_url")) {
+        rv = api_field_base_url(body, &s, msg, sizeof(msg));
+        if (rv == GW_OK) {
+            memcpy(j->base_url, s, strlen(s) + 1);
+            j->patch.fields |= HUB_ACCOUNT_SET_BASE_URL;
+        }
+    }
+    if (rv == GW_OK && api_field_present(body, "api_key")) {
+        rv = api_field_secret(body, &secret, msg, sizeof(msg));
+        if (rv == GW_OK) {
+            rv = hub_keys_seal_credential(api->master, secret, strlen(secret), &j->sealed);
+            memset((char *)secret, 0, strlen(secret));
+            if (rv != GW_OK) {
+                cJSON_Delete(body);
+                api_internal(req, "credential seal", rv);
+                account_update_fini(&j->base);
+                free(j);
+                return;
+            }
+            j->patch.fields |= HUB_ACCOUNT_SET_CREDENTIAL;
+        }
+    }
+    cJSON_Delete(body);
+    if (rv == GW_OK && j->patch.fields == 0) {
+        snprintf(msg, sizeof(msg), "nothing to change: give at least one field");
+        rv = GW_EINVAL;
+    }
+    if (rv != GW_OK) {
+        api_bad_request(req, msg);
+        account_update_fini(&j->base);
         free(j);
         return;
     }
@@ -738,6 +1597,7 @@ binding_run(struct api_job *job)
         rv = hub_store_account_get(st, j->account_id, &a);
         if (rv == GW_ENOTFOUND)
             j->missing = "account";
+        hub_account_fini(&a);
     }
     if (rv == GW_OK)
         rv = hub_store_binding_create(st, j->group_id, j->account_id);
@@ -803,7 +1663,284 @@ api_binding_create(struct hub_admin_api *api, struct gw_http_req *req, uint64_t 
     api_job_queue(&j->base);
 }
 
+/* ---- pools -------------------------------------------------------------- */
+
+static cJSON *
+api_pool_json(const struct hub_pool *p)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON *ids;
+
+    o = api_add_int(o, "id", (int64_t)p->id);
+    o = api_add_str(o, "name", p->name);
+    o = api_add_int(o, "created_at", p->created_at);
+    if (o == NULL)
+        return NULL;
+    ids = cJSON_AddArrayToObject(o, "account_ids");
+    if (ids == NULL) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    for (size_t i = 0; i < p->n_account_ids; i++) {
+        cJSON *n = cJSON_CreateNumber((double)p->account_ids[i]);
+
+        if (n == NULL) {
+            cJSON_Delete(o);
+            return NULL;
+        }
+        cJSON_AddItemToArray(ids, n);
+    }
+    return o;
+}
+
+struct api_pool {
+    struct api_job base;
+    uint64_t id; /* GET one; 0 with name[0] == '\0': the list */
+    char name[API_NAME_MAX + 1];
+    struct hub_pool one;
+    struct hub_pool *items;
+    size_t n;
+};
+
+static void
+pool_run(struct api_job *job)
+{
+    struct api_pool *j = (struct api_pool *)job;
+    struct hub_store *st = job->api->store;
+
+    if (j->name[0] != '\0')
+        job->rv = hub_store_pool_create(st, j->name, &j->one);
+    else if (j->id != 0)
+        job->rv = hub_store_pool_get(st, j->id, &j->one);
+    else
+        job->rv = hub_store_pool_list(st, &j->items, &j->n);
+}
+
+static cJSON *
+api_pool_item(const void *list, size_t i)
+{
+    return api_pool_json(&((const struct hub_pool *)list)[i]);
+}
+
+static void
+pool_finish(struct api_job *job)
+{
+    struct api_pool *j = (struct api_pool *)job;
+
+    if (job->rv == GW_EEXIST) {
+        api_error(job->req, 409, "conflict", "a pool with this name already exists");
+        return;
+    }
+    if (job->rv == GW_ENOTFOUND) {
+        api_not_found(job->req, "pool", j->id);
+        return;
+    }
+    if (job->rv != GW_OK) {
+        api_internal(job->req, "pool", job->rv);
+        return;
+    }
+    if (j->name[0] != '\0') {
+        gw_log_req(GW_LOG_INFO, "HUB-ADMIN-CHANGE", job->req->id_str,
+                   "admin %s created pool %" PRIu64, job->admin, j->one.id);
+        api_respond_json(job->req, 201, api_pool_json(&j->one));
+    } else if (j->id != 0) {
+        api_respond_json(job->req, 200, api_pool_json(&j->one));
+    } else {
+        api_respond_items(job->req, j->n, api_pool_item, j->items);
+    }
+}
+
+static void
+pool_fini(struct api_job *job)
+{
+    struct api_pool *j = (struct api_pool *)job;
+
+    hub_pool_fini(&j->one);
+    hub_pools_free(j->items, j->n);
+}
+
+static void
+api_pool_create(struct hub_admin_api *api, struct gw_http_req *req, uint64_t path_id,
+                const char *admin)
+{
+    struct api_pool *j;
+    const char *name = NULL;
+    char msg[160];
+    cJSON *body;
+
+    (void)path_id;
+    body = api_body_object(req);
+    if (body == NULL)
+        return;
+    if (api_field_str(body, "name", API_NAME_MAX, &name, msg, sizeof(msg)) != GW_OK) {
+        cJSON_Delete(body);
+        api_bad_request(req, msg);
+        return;
+    }
+    j = api_job_new(api, req, admin, sizeof(*j), pool_run, pool_finish, pool_fini);
+    memcpy(j->name, name, strlen(name) + 1);
+    cJSON_Delete(body);
+    api_job_queue(&j->base);
+}
+
+/* GET /api/pools and GET /api/pools/{id} */
+static void
+api_pool_get(struct hub_admin_api *api, struct gw_http_req *req, uint64_t path_id,
+             const char *admin)
+{
+    struct api_pool *j;
+
+    j = api_job_new(api, req, admin, sizeof(*j), pool_run, pool_finish, pool_fini);
+    j->id = path_id;
+    api_job_queue(&j->base);
+}
+
+struct api_pool_member {
+    struct api_job base;
+    uint64_t pool_id, account_id;
+    const char *missing; /* "pool" or "account" when not found */
+};
+
+static void
+pool_member_run(struct api_job *job)
+{
+    struct api_pool_member *j = (struct api_pool_member *)job;
+    struct hub_store *st = job->api->store;
+    struct hub_account a;
+    struct hub_pool p;
+    gw_err rv;
+
+    /* Look both up first so a 404 can say which one is missing. */
+    rv = hub_store_pool_get(st, j->pool_id, &p);
+    if (rv == GW_ENOTFOUND)
+        j->missing = "pool";
+    if (rv == GW_OK) {
+        hub_pool_fini(&p);
+        rv = hub_store_account_get(st, j->account_id, &a);
+        if (rv == GW_ENOTFOUND)
+            j->missing = "account";
+        hub_account_fini(&a);
+    }
+    if (rv == GW_OK)
+        rv = hub_store_pool_add_account(st, j->pool_id, j->account_id);
+    job->rv = rv;
+}
+
+static void
+pool_member_finish(struct api_job *job)
+{
+    struct api_pool_member *j = (struct api_pool_member *)job;
+    cJSON *o;
+
+    if (job->rv == GW_ENOTFOUND) {
+        if (j->missing != NULL && strcmp(j->missing, "account") == 0)
+            api_not_found(job->req, "account", j->account_id);
+        else
+            api_not_found(job->req, "pool", j->pool_id);
+        return;
+    }
+    if (job->rv == GW_EEXIST) {
+        api_error(job->req, 409, "conflict", "the account is already in this pool");
+        return;
+    }
+    if (job->rv != GW_OK) {
+        api_internal(job->req, "pool account add", job->rv);
+        return;
+    }
+    gw_log_req(GW_LOG_INFO, "HUB-ADMIN-CHANGE", job->req->id_str,
+               "admin %s added account %" PRIu64 " to pool %" PRIu64, job->admin, j->account_id,
+               j->pool_id);
+    o = cJSON_CreateObject();
+    o = api_add_int(o, "pool_id", (int64_t)j->pool_id);
+    o = api_add_int(o, "account_id", (int64_t)j->account_id);
+    api_respond_json(job->req, 201, o);
+}
+
+static void
+api_pool_add_account(struct hub_admin_api *api, struct gw_http_req *req, uint64_t pool_id,
+                     const char *admin)
+{
+    struct api_pool_member *j;
+    int64_t account_id = 0;
+    char msg[160];
+    cJSON *body;
+    gw_err rv;
+
+    body = api_body_object(req);
+    if (body == NULL)
+        return;
+    rv = api_field_int(body, "account_id", 1, 0, 1, API_ID_MAX, &account_id, msg, sizeof(msg));
+    cJSON_Delete(body);
+    if (rv != GW_OK) {
+        api_bad_request(req, msg);
+        return;
+    }
+    j = api_job_new(api, req, admin, sizeof(*j), pool_member_run, pool_member_finish, NULL);
+    j->pool_id = pool_id;
+    j->account_id = (uint64_t)account_id;
+    api_job_queue(&j->base);
+}
+
 /* ---- gateway keys ------------------------------------------------------- */
+
+/* Never the key itself: the hub keeps only its hash and display prefix. */
+static cJSON *
+api_key_json(const struct hub_key *k)
+{
+    cJSON *o = cJSON_CreateObject();
+
+    o = api_add_int(o, "id", (int64_t)k->id);
+    o = api_add_str(o, "prefix", k->prefix);
+    o = api_add_int(o, "group_id", (int64_t)k->group_id);
+    o = api_add_str(o, "name", k->name);
+    o = api_add_bool(o, "enabled", k->enabled);
+    o = api_add_int(o, "expires_at", k->expires_at);
+    o = api_add_int(o, "created_at", k->created_at);
+    o = api_add_int(o, "rpm_limit", k->rpm_limit);
+    o = api_add_int(o, "tpm_limit", k->tpm_limit);
+    o = api_add_int(o, "concurrency_limit", k->concurrency_limit);
+    o = api_add_strv(o, "allowed_models", k->allowed_models, k->n_allowed_models);
+    return o;
+}
+
+/* The limits and expiry a key may be created or changed with; *fields gets
+ * the HUB_KEY_SET_* bits of those present. expires_at null means never. */
+static gw_err
+api_key_limits(const cJSON *body, struct hub_key_patch *p, struct api_models *models, char *msg,
+               size_t msg_size)
+{
+    int64_t v = 0;
+    gw_err rv = GW_OK;
+
+    if (api_field_present(body, "rpm_limit")) {
+        rv = api_field_int(body, "rpm_limit", 1, 0, 0, UINT32_MAX, &v, msg, msg_size);
+        p->rpm_limit = (uint32_t)v;
+        p->fields |= HUB_KEY_SET_RPM;
+    }
+    if (rv == GW_OK && api_field_present(body, "tpm_limit")) {
+        rv = api_field_int(body, "tpm_limit", 1, 0, 0, UINT32_MAX, &v, msg, msg_size);
+        p->tpm_limit = (uint32_t)v;
+        p->fields |= HUB_KEY_SET_TPM;
+    }
+    if (rv == GW_OK && api_field_present(body, "concurrency_limit")) {
+        rv = api_field_int(body, "concurrency_limit", 1, 0, 0, API_MAX_CONCURRENCY, &v, msg,
+                           msg_size);
+        p->concurrency_limit = (uint32_t)v;
+        p->fields |= HUB_KEY_SET_CONCURRENCY;
+    }
+    if (rv == GW_OK && api_field_present(body, "allowed_models")) {
+        rv = api_field_models(body, "allowed_models", models, msg, msg_size);
+        p->fields |= HUB_KEY_SET_ALLOWED_MODELS;
+    }
+    if (rv == GW_OK && api_field_present(body, "expires_at")) {
+        v = 0;
+        if (!api_field_is_null(body, "expires_at"))
+            rv = api_field_int(body, "expires_at", 1, 0, 0, API_EXPIRES_MAX, &v, msg, msg_size);
+        p->expires_at = v;
+        p->fields |= HUB_KEY_SET_EXPIRES_AT;
+    }
+    return rv;
+}
 
 struct api_key {
     struct api_job base;
@@ -811,6 +1948,8 @@ struct api_key {
     char name[API_NAME_MAX + 1];
     char key[HUB_KEY_MAX]; /* wiped in fini */
     char prefix[HUB_KEY_DISPLAY_LEN + 1];
+    struct hub_key_patch limits;
+    struct api_models models;
     struct hub_key out;
 };
 
@@ -833,6 +1972,12 @@ key_run(struct api_job *job)
     in.name = j->name;
     gw_sha256(j->key, strlen(j->key), in.key_hash);
     in.prefix = j->prefix;
+    in.rpm_limit = j->limits.rpm_limit;
+    in.tpm_limit = j->limits.tpm_limit;
+    in.concurrency_limit = j->limits.concurrency_limit;
+    in.expires_at = j->limits.expires_at;
+    in.allowed_models = (const char *const *)j->models.v;
+    in.n_allowed_models = j->models.n;
     job->rv = hub_store_key_create(job->api->store, &in, &j->out);
 }
 
@@ -840,12 +1985,10 @@ static void
 key_finish(struct api_job *job)
 {
     struct api_key *j = (struct api_key *)job;
-    char msg[96];
     cJSON *o;
 
     if (job->rv == GW_ENOTFOUND) {
-        snprintf(msg, sizeof(msg), "group %" PRIu64 " not found", j->group_id);
-        api_error(job->req, 404, "not_found", msg);
+        api_not_found(job->req, "group", j->group_id);
         return;
     }
     if (job->rv == GW_EEXIST) {
@@ -859,13 +2002,8 @@ key_finish(struct api_job *job)
     gw_log_req(GW_LOG_INFO, "HUB-ADMIN-CHANGE", job->req->id_str,
                "admin %s created key %" PRIu64 " (%s...) in group %" PRIu64, job->admin, j->out.id,
                j->prefix, j->group_id);
-    o = cJSON_CreateObject();
-    o = api_add_int(o, "id", (int64_t)j->out.id);
+    o = api_key_json(&j->out);
     o = api_add_str(o, "key", j->key);
-    o = api_add_str(o, "prefix", j->prefix);
-    o = api_add_int(o, "group_id", (int64_t)j->out.group_id);
-    o = api_add_str(o, "name", j->out.name);
-    o = api_add_int(o, "created_at", j->out.created_at);
     gw_http_add_header(job->req, "Cache-Control", "no-store");
     api_respond_json(job->req, 201, o);
 }
@@ -876,12 +2014,16 @@ key_fini(struct api_job *job)
     struct api_key *j = (struct api_key *)job;
 
     memset(j->key, 0, sizeof(j->key));
+    api_models_fini(&j->models);
+    hub_key_fini(&j->out);
 }
 
 static void
 api_key_create(struct hub_admin_api *api, struct gw_http_req *req, uint64_t path_id,
                const char *admin)
 {
+    struct hub_key_patch limits;
+    struct api_models models = {0};
     struct api_key *j;
     const char *name = NULL;
     int64_t group_id = 0;
@@ -893,11 +2035,14 @@ api_key_create(struct hub_admin_api *api, struct gw_http_req *req, uint64_t path
     body = api_body_object(req);
     if (body == NULL)
         return;
-    rv = api_field_int(body, "group_id", 1, 0, 1, (INT64_C(1) << 53) - 1, &group_id, msg,
-                       sizeof(msg));
+    memset(&limits, 0, sizeof(limits));
+    rv = api_field_int(body, "group_id", 1, 0, 1, API_ID_MAX, &group_id, msg, sizeof(msg));
     if (rv == GW_OK)
         rv = api_field_str(body, "name", API_NAME_MAX, &name, msg, sizeof(msg));
+    if (rv == GW_OK)
+        rv = api_key_limits(body, &limits, &models, msg, sizeof(msg));
     if (rv != GW_OK) {
+        api_models_fini(&models);
         cJSON_Delete(body);
         api_bad_request(req, msg);
         return;
@@ -905,7 +2050,187 @@ api_key_create(struct hub_admin_api *api, struct gw_http_req *req, uint64_t path
     j = api_job_new(api, req, admin, sizeof(*j), key_run, key_finish, key_fini);
     j->group_id = (uint64_t)group_id;
     memcpy(j->name, name, strlen(name) + 1);
+    j->limits = limits;
+    j->models = models;
     cJSON_Delete(body);
+    api_job_queue(&j->base);
+}
+
+/* GET /api/keys[?group_id=], GET /api/keys/{id}, PATCH and DELETE
+ * /api/keys/{id}: one job, `op` says which. */
+enum api_key_op { API_KEY_LIST, API_KEY_GET, API_KEY_UPDATE, API_KEY_REVOKE };
+
+struct api_key_job {
+    struct api_job base;
+    enum api_key_op op;
+    uint64_t id;                /* the key, or for the list the group (0 = all) */
+    struct hub_key_patch patch; /* name and models point into the fields below */
+    char name[API_NAME_MAX + 1];
+    struct api_models models;
+    struct hub_key one;
+    struct hub_key *items;
+    size_t n;
+};
+
+static void
+key_job_run(struct api_job *job)
+{
+    struct api_key_job *j = (struct api_key_job *)job;
+    struct hub_store *st = job->api->store;
+
+    switch (j->op) {
+    case API_KEY_LIST:
+        job->rv = hub_store_key_list(st, j->id, &j->items, &j->n);
+        break;
+    case API_KEY_GET:
+        job->rv = hub_store_key_get(st, j->id, &j->one);
+        break;
+    case API_KEY_UPDATE:
+        j->patch.name = j->name;
+        j->patch.allowed_models = (const char *const *)j->models.v;
+        j->patch.n_allowed_models = j->models.n;
+        job->rv = hub_store_key_update(st, j->id, &j->patch, &j->one);
+        break;
+    case API_KEY_REVOKE:
+        job->rv = hub_store_key_revoke(st, j->id);
+        break;
+    }
+}
+
+static cJSON *
+api_key_item(const void *list, size_t i)
+{
+    return api_key_json(&((const struct hub_key *)list)[i]);
+}
+
+static void
+key_job_finish(struct api_job *job)
+{
+    struct api_key_job *j = (struct api_key_job *)job;
+
+    if (job->rv == GW_ENOTFOUND) {
+        api_not_found(job->req, "key", j->id);
+        return;
+    }
+    if (job->rv != GW_OK) {
+        api_internal(job->req, "key", job->rv);
+        return;
+    }
+    switch (j->op) {
+    case API_KEY_LIST:
+        api_respond_items(job->req, j->n, api_key_item, j->items);
+        break;
+    case API_KEY_GET:
+        api_respond_json(job->req, 200, api_key_json(&j->one));
+        break;
+    case API_KEY_UPDATE:
+        gw_log_req(GW_LOG_INFO, "HUB-ADMIN-CHANGE", job->req->id_str,
+                   "admin %s changed key %" PRIu64, job->admin, j->id);
+        api_respond_json(job->req, 200, api_key_json(&j->one));
+        break;
+    case API_KEY_REVOKE:
+        gw_log_req(GW_LOG_INFO, "HUB-ADMIN-CHANGE", job->req->id_str,
+                   "admin %s revoked key %" PRIu64, job->admin, j->id);
+        gw_http_respond(job->req, 204, NULL, "", 0);
+        break;
+    }
+}
+
+static void
+key_job_fini(struct api_job *job)
+{
+    struct api_key_job *j = (struct api_key_job *)job;
+
+    api_models_fini(&j->models);
+    hub_key_fini(&j->one);
+    hub_keys_free(j->items, j->n);
+}
+
+static struct api_key_job *
+api_key_job_new(struct hub_admin_api *api, struct gw_http_req *req, const char *admin,
+                enum api_key_op op, uint64_t id)
+{
+    struct api_key_job *j =
+        api_job_new(api, req, admin, sizeof(*j), key_job_run, key_job_finish, key_job_fini);
+
+    j->op = op;
+    j->id = id;
+    return j;
+}
+
+static void
+api_key_list(struct hub_admin_api *api, struct gw_http_req *req, uint64_t path_id,
+             const char *admin)
+{
+    struct gw_str v;
+    uint64_t group_id = 0;
+
+    (void)path_id;
+    if (api_query_param(req->query, "group_id", &v) &&
+        api_query_uint(v, 1, (UINT64_C(1) << 53) - 1, &group_id) != GW_OK) {
+        api_bad_request(req, "group_id must be a positive integer");
+        return;
+    }
+    api_job_queue(&api_key_job_new(api, req, admin, API_KEY_LIST, group_id)->base);
+}
+
+static void
+api_key_get(struct hub_admin_api *api, struct gw_http_req *req, uint64_t path_id, const char *admin)
+{
+    api_job_queue(&api_key_job_new(api, req, admin, API_KEY_GET, path_id)->base);
+}
+
+static void
+api_key_revoke(struct hub_admin_api *api, struct gw_http_req *req, uint64_t path_id,
+               const char *admin)
+{
+    api_job_queue(&api_key_job_new(api, req, admin, API_KEY_REVOKE, path_id)->base);
+}
+
+static void
+api_key_update(struct hub_admin_api *api, struct gw_http_req *req, uint64_t path_id,
+               const char *admin)
+{
+    static const char *const fields[] = {
+        "name",           "enabled",    "rpm_limit", "tpm_limit", "concurrency_limit",
+        "allowed_models", "expires_at", NULL};
+    struct api_key_job *j;
+    const char *name = NULL;
+    int set = 0;
+    char msg[160];
+    cJSON *body;
+    gw_err rv;
+
+    body = api_body_object(req);
+    if (body == NULL)
+        return;
+    j = api_key_job_new(api, req, admin, API_KEY_UPDATE, path_id);
+    rv = api_only_fields(body, fields, msg, sizeof(msg));
+    if (rv == GW_OK && api_field_present(body, "name")) {
+        rv = api_field_str(body, "name", API_NAME_MAX, &name, msg, sizeof(msg));
+        if (rv == GW_OK) {
+            memcpy(j->name, name, strlen(name) + 1);
+            j->patch.fields |= HUB_KEY_SET_NAME;
+        }
+    }
+    if (rv == GW_OK) {
+        rv = api_field_bool(body, "enabled", &j->patch.enabled, &set, msg, sizeof(msg));
+        if (set)
+            j->patch.fields |= HUB_KEY_SET_ENABLED;
+    }
+    if (rv == GW_OK)
+        rv = api_key_limits(body, &j->patch, &j->models, msg, sizeof(msg));
+    cJSON_Delete(body);
+    if (rv == GW_OK && j->patch.fields == 0) {
+        snprintf(msg, sizeof(msg), "nothing to change: give at least one field");
+        rv = GW_EINVAL;
+    }
+    if (rv != GW_OK) {
+        api_bad_request(req, msg);
+        key_job_fini(&j->base);
+        free(j);
+        return;
+    }
     api_job_queue(&j->base);
 }
 
@@ -999,46 +2324,6 @@ usage_fini(struct api_job *job)
     struct api_usage *j = (struct api_usage *)job;
 
     free(j->rows);
-}
-
-/* Finds name=value in a query string; value view into it. 1 when found. */
-static int
-api_query_param(struct gw_str query, const char *name, struct gw_str *value)
-{
-    size_t nlen = strlen(name);
-    const char *p = query.p;
-    const char *end = query.p + query.len;
-
-    while (p < end) {
-        const char *amp = memchr(p, '&', (size_t)(end - p));
-        const char *stop = amp != NULL ? amp : end;
-        if ((size_t)(stop - p) >= nlen + 1 && memcmp(p, name, nlen) == 0 && p[nlen] == '=') {
-            value->p = p + nlen + 1;
-            value->len = (size_t)(stop - p) - nlen - 1;
-            return 1;
-        }
-        p = stop + 1;
-    }
-    return 0;
-}
-
-/* Unsigned decimal of at most 15 digits within [min, max]. */
-static gw_err
-api_query_uint(struct gw_str v, uint64_t min, uint64_t max, uint64_t *out)
-{
-    uint64_t n = 0;
-
-    if (v.len == 0 || v.len > 15)
-        return GW_EINVAL;
-    for (size_t i = 0; i < v.len; i++) {
-        if (v.p[i] < '0' || v.p[i] > '9')
-            return GW_EINVAL;
-        n = n * 10 + (uint64_t)(v.p[i] - '0');
-    }
-    if (n < min || n > max)
-        return GW_EINVAL;
-    *out = n;
-    return GW_OK;
 }
 
 static void
@@ -1150,10 +2435,23 @@ struct api_route {
 static const struct api_route api_routes[] = {
     {"GET", "/healthz", 0, api_healthz},
     {"POST", "/api/auth/login", 0, api_login},
+    {"GET", "/api/groups", 1, api_group_list},
     {"POST", "/api/groups", 1, api_group_create},
+    {"PATCH", "/api/groups/{id}", 1, api_group_update},
     {"POST", "/api/groups/{id}/bindings", 1, api_binding_create},
+    {"GET", "/api/accounts", 1, api_account_get},
     {"POST", "/api/accounts", 1, api_account_create},
+    {"GET", "/api/accounts/{id}", 1, api_account_get},
+    {"PATCH", "/api/accounts/{id}", 1, api_account_update},
+    {"GET", "/api/pools", 1, api_pool_get},
+    {"POST", "/api/pools", 1, api_pool_create},
+    {"GET", "/api/pools/{id}", 1, api_pool_get},
+    {"POST", "/api/pools/{id}/accounts", 1, api_pool_add_account},
+    {"GET", "/api/keys", 1, api_key_list},
     {"POST", "/api/keys", 1, api_key_create},
+    {"GET", "/api/keys/{id}", 1, api_key_get},
+    {"PATCH", "/api/keys/{id}", 1, api_key_update},
+    {"DELETE", "/api/keys/{id}", 1, api_key_revoke},
     {"GET", "/api/usage", 1, api_usage_list},
     {"GET", "/api/status", 1, api_status},
     {NULL, NULL, 0, NULL},

@@ -27,6 +27,13 @@ const struct gw_cfg_entry hub_config_table[] = {
                 "edge always uses inproc://aicarpool-link."),
     HUB_CFG_STR("edge-listen", NULL, 0, edge_listen,
                 "Run an in-process edge listening on HOST:PORT; unset = no in-process edge."),
+    HUB_CFG_STR("edge-tls-cert", NULL, 0, edge_tls_cert,
+                "In-process edge: PEM certificate chain for HTTPS (with edge-tls-key); unset = "
+                "plain HTTP."),
+    HUB_CFG_STR("edge-tls-key", NULL, 0, edge_tls_key,
+                "In-process edge: PEM private key of edge-tls-cert."),
+    {"edge-workers", GW_CFG_INT, "0", 0, 256, 0, offsetof(struct hub_config, edge_workers),
+     "In-process edge: worker threads sharing its port; 0 = one per CPU, at most 16."},
     HUB_CFG_STR("master-key-file", "<data>/master.key", 0, master_key_file,
                 "Master secret (32 random bytes, mode 0600), generated on first start; the hub "
                 "refuses to start when it has another size or is group/world-readable."),
@@ -104,6 +111,18 @@ hub_config_resolve(struct hub_config *cfg, struct gw_buf *err)
     if (cfg->edge_listen != NULL && cfg->edge_listen[0] == '\0') {
         free(cfg->edge_listen);
         cfg->edge_listen = NULL;
+    }
+    if (cfg->edge_tls_cert != NULL && cfg->edge_tls_cert[0] == '\0') {
+        free(cfg->edge_tls_cert);
+        cfg->edge_tls_cert = NULL;
+    }
+    if (cfg->edge_tls_key != NULL && cfg->edge_tls_key[0] == '\0') {
+        free(cfg->edge_tls_key);
+        cfg->edge_tls_key = NULL;
+    }
+    if ((cfg->edge_tls_cert == NULL) != (cfg->edge_tls_key == NULL)) {
+        gw_buf_appendf(err, "edge-tls-cert and edge-tls-key: set both or neither\n");
+        rv = GW_EINVAL;
     }
     if (cfg->link != NULL && cfg->link[0] == '\0') {
         free(cfg->link);

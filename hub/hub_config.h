@@ -20,6 +20,9 @@ struct hub_config {
     char *db;              /* store DSN */
     char *link;            /* extra NNG URL for remote edges, NULL = none */
     char *edge_listen;     /* in-process edge "HOST:PORT", NULL = no edge */
+    char *edge_tls_cert;   /* in-process edge: PEM certificate chain, NULL = plain HTTP */
+    char *edge_tls_key;    /* in-process edge: PEM private key */
+    int64_t edge_workers;  /* in-process edge: worker threads, 0 = one per CPU (max 16) */
     char *master_key_file; /* 32 random bytes, 0600 */
     char *admin_user;      /* first admin's user name */
     char *admin_password;  /* first admin's password (secret), NULL = generate */

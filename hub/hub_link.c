@@ -2,8 +2,10 @@
 /* The hub end of the edge link: a REP socket with one context per worker
  * thread, each doing blocking recv -> handle -> send. Handlers only talk to
  * the store (which serialises itself) and to the cached price list (under
- * its own mutex). Malformed input gets an Error reply, never a crash, and is
- * logged under a rate limit so a noisy peer cannot flood the log. */
+ * its own mutex). Account events that edges send with their usage batches
+ * are applied by the store with the batch. Malformed input gets an Error
+ * reply, never a crash, and is logged under a rate limit so a noisy peer
+ * cannot flood the log. */
 #include "hub_link.h"
 
 #include <pthread.h>
@@ -58,6 +60,7 @@ struct hub_link {
     struct link_ratelimit rl_proto; /* undecodable or unexpected frames */
     struct link_ratelimit rl_store; /* store failures */
     struct link_ratelimit rl_price; /* unpriced records */
+    struct link_ratelimit rl_event; /* account events worth a line */
 };
 
 /* ---------------------------------------------------------------- logging */
@@ -278,6 +281,30 @@ link_on_fetch_snapshot(struct hub_link *link, const struct gw_wire_fetch_snapsho
     link_open_credentials(link, &reply->u.snapshot);
 }
 
+/* Credential rejections are worth a line each (rate-limited); the store
+ * has already applied them: counted, and the account disabled at the
+ * threshold. Other events (429 cooldowns) are routine. */
+static void
+link_log_account_events(struct hub_link *link, const struct gw_wire_usage_batch *b)
+{
+    char id[LINK_EDGE_ID_MAX + 1], msg[sizeof(b->account_events[0].message)];
+    unsigned suppressed;
+
+    for (size_t i = 0; i < b->n_account_events; i++) {
+        const struct gw_account_event *ev = &b->account_events[i];
+
+        if (ev->status != 401 && ev->status != 403)
+            continue;
+        if (!link_ratelimit_ok(&link->rl_event, &suppressed))
+            continue;
+        link_log_text(b->edge_id, id, sizeof(id));
+        link_log_text(ev->message, msg, sizeof(msg));
+        gw_log(GW_LOG_WARN, "HUB-LINK-ACCOUNT",
+               "edge %s: account %llu answered %u (\"%s\") (%u similar suppressed)", id,
+               (unsigned long long)ev->account_id, ev->status, msg, suppressed);
+    }
+}
+
 static void
 link_on_usage_batch(struct hub_link *link, const struct gw_wire_usage_batch *b,
                     struct gw_msg *reply)
@@ -308,6 +335,8 @@ link_on_usage_batch(struct hub_link *link, const struct gw_wire_usage_batch *b,
         link_store_error(link, "usage batch", b->edge_id, rv, reply);
         return;
     }
+    if (!duplicate)
+        link_log_account_events(link, b);
     if (unpriced > 0 && !duplicate && link_ratelimit_ok(&link->rl_price, &suppressed)) {
         char id[LINK_EDGE_ID_MAX + 1], model[64];
         link_log_text(b->edge_id, id, sizeof(id));
@@ -505,6 +534,7 @@ link_destroy(struct hub_link *link)
     pthread_mutex_destroy(&link->rl_proto.mu);
     pthread_mutex_destroy(&link->rl_store.mu);
     pthread_mutex_destroy(&link->rl_price.mu);
+    pthread_mutex_destroy(&link->rl_event.mu);
     explicit_bzero(link->master, sizeof(link->master));
     free(link);
 }
@@ -532,6 +562,7 @@ hub_link_new(struct hub_store *store, const uint8_t master_key[GW_AES_KEY_LEN],
     link_ratelimit_init(&link->rl_proto);
     link_ratelimit_init(&link->rl_store);
     link_ratelimit_init(&link->rl_price);
+    link_ratelimit_init(&link->rl_event);
 
     rv = hub_store_config_version(store, &link->prices_version);
     if (rv == GW_OK)

@@ -59,10 +59,10 @@ main_write_reference(const char *path)
     return 0;
 }
 
-/* "HOST:PORT" -> "http://HOST:port" with wildcard hosts shown as loopback,
- * so the printed URL can be pasted as is on this machine. */
+/* "HOST:PORT" -> "SCHEME://HOST:port" with wildcard hosts shown as
+ * loopback, so the printed URL can be pasted as is on this machine. */
 static void
-main_url(const char *listen, int port, char *out, size_t out_size)
+main_url(const char *scheme, const char *listen, int port, char *out, size_t out_size)
 {
     const char *colon = strrchr(listen, ':');
     size_t host_len = colon != NULL ? (size_t)(colon - listen) : strlen(listen);
@@ -75,7 +75,7 @@ main_url(const char *listen, int port, char *out, size_t out_size)
         host = "[::1]";
         host_len = 5;
     }
-    snprintf(out, out_size, "http://%.*s:%d", (int)host_len, host, port);
+    snprintf(out, out_size, "%s://%.*s:%d", scheme, (int)host_len, host, port);
 }
 
 static void
@@ -208,6 +208,9 @@ main(int argc, char **argv)
         main_replace(&ecfg.hub, HUB_LINK_INPROC_URL);
         main_replace(&ecfg.edge_id, "local");
         main_replace(&ecfg.log_level, cfg.log_level);
+        main_replace(&ecfg.tls_cert, cfg.edge_tls_cert);
+        main_replace(&ecfg.tls_key, cfg.edge_tls_key);
+        ecfg.workers = cfg.edge_workers;
         rv = edge_new(&ecfg, &m.edge);
         if (rv == GW_OK)
             rv = edge_start(m.edge, &err);
@@ -223,10 +226,11 @@ main(int argc, char **argv)
         edge_port = edge_bound_port(m.edge);
     }
 
-    main_url(cfg.listen, hub_admin_port(m.hub), admin_url, sizeof(admin_url));
+    main_url("http", cfg.listen, hub_admin_port(m.hub), admin_url, sizeof(admin_url));
     printf("admin API: %s\n", admin_url);
     if (m.edge != NULL) {
-        main_url(cfg.edge_listen, edge_port, edge_url, sizeof(edge_url));
+        main_url(cfg.edge_tls_cert != NULL ? "https" : "http", cfg.edge_listen, edge_port, edge_url,
+                 sizeof(edge_url));
         printf("edge: %s\n", edge_url);
     }
     if (hub_demo_state(m.hub) == HUB_DEMO_CREATED && hub_demo_key(m.hub) != NULL) {

@@ -6,8 +6,11 @@
 #include "store.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "gw_json.h"
 
 struct hub_store {
     const struct hub_store_ops *ops;
@@ -163,6 +166,201 @@ store_text_ok(const char *s, size_t field_size, int required)
     return !required || n > 0;
 }
 
+/* A model list both backends can store and give back whole. */
+static int
+store_models_ok(const char *const *models, size_t n)
+{
+    if (n == 0)
+        return 1;
+    if (models == NULL || n > HUB_STORE_MODELS_MAX)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!store_text_ok(models[i], HUB_STORE_MODEL_LEN_MAX + 1, 1))
+            return 0;
+    }
+    return 1;
+}
+
+int
+hub_store_group_mode_ok(const char *mode)
+{
+    return mode != NULL && (strcmp(mode, "dedicated") == 0 || strcmp(mode, "pool") == 0 ||
+                            strcmp(mode, "hybrid") == 0);
+}
+
+void
+hub_store_models_to_json(const char *const *models, size_t n, struct gw_buf *out)
+{
+    gw_buf_append_str(out, "[");
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0)
+            gw_buf_append_str(out, ",");
+        gw_json_append_string(out, models[i], strlen(models[i]));
+    }
+    gw_buf_append_str(out, "]");
+}
+
+gw_err
+hub_store_models_from_json(const char *text, size_t len, char ***out, size_t *n_out)
+{
+    const char *why = NULL;
+    const cJSON *it;
+    cJSON *arr;
+    char **v;
+    size_t n = 0;
+
+    *out = NULL;
+    *n_out = 0;
+    if (text == NULL || len == 0)
+        return GW_OK;
+    arr = gw_json_parse(text, len, &why);
+    if (arr == NULL || !cJSON_IsArray(arr)) {
+        cJSON_Delete(arr);
+        return GW_ESTORE;
+    }
+    cJSON_ArrayForEach(it, arr)
+    {
+        if (!cJSON_IsString(it)) {
+            cJSON_Delete(arr);
+            return GW_ESTORE;
+        }
+        n++;
+    }
+    if (n == 0) {
+        cJSON_Delete(arr);
+        return GW_OK;
+    }
+    v = gw_xcalloc(n, sizeof(*v));
+    n = 0;
+    cJSON_ArrayForEach(it, arr)
+    {
+        v[n++] = gw_xstrdup(it->valuestring);
+    }
+    cJSON_Delete(arr);
+    *out = v;
+    *n_out = n;
+    return GW_OK;
+}
+
+/* Two timestamps per account hold the failures before the latest one, so
+ * the rule is exact for a threshold of three. */
+_Static_assert(HUB_STORE_AUTH_FAIL_THRESHOLD == 3, "the account row keeps two failure times");
+
+#define STORE_EVENT_FUTURE_MS (5 * 60 * 1000)
+
+unsigned
+hub_store_account_event_apply(struct hub_store_account_health *h, const struct gw_account_event *ev,
+                              int64_t now_ms, char *reason, size_t reason_size)
+{
+    int64_t t = ev->time_ms;
+    unsigned changed = 0;
+
+    /* Edge clocks are trusted to the minute, not beyond. */
+    if (t <= 0 || t > now_ms + STORE_EVENT_FUTURE_MS)
+        t = now_ms;
+    if (ev->status == 401 || ev->status == 403) {
+        int64_t a = t, b = h->auth_fail_last_ms, c = h->auth_fail_prev_ms, x;
+
+        /* Sort the three newest failure times: a >= b >= c. */
+        if (b > a) {
+            x = a;
+            a = b;
+            b = x;
+        }
+        if (c > b) {
+            x = b;
+            b = c;
+            c = x;
+        }
+        if (b > a) {
+            x = a;
+            a = b;
+            b = x;
+        }
+        h->auth_fail_last_ms = a;
+        h->auth_fail_prev_ms = b;
+        if (h->auth_failures < UINT32_MAX)
+            h->auth_failures++;
+        changed |= HUB_STORE_EVENT_COUNTED;
+        if (h->enabled && c > 0 && a - c <= HUB_STORE_AUTH_FAIL_WINDOW_MS) {
+            h->enabled = 0;
+            snprintf(reason, reason_size, "upstream rejected the credential (%u)", ev->status);
+            changed |= HUB_STORE_EVENT_DISABLED;
+        }
+    } else if (ev->status == 429 && ev->retry_after_ms >= HUB_STORE_COOLDOWN_MIN_MS) {
+        int64_t wait = ev->retry_after_ms < HUB_STORE_COOLDOWN_MAX_MS ? ev->retry_after_ms
+                                                                      : HUB_STORE_COOLDOWN_MAX_MS;
+        int64_t until = t + wait;
+
+        /* A cooldown that is already over, or shorter than the current one,
+         * changes nothing. */
+        if (until > now_ms && until > h->cooldown_until_ms) {
+            h->cooldown_until_ms = until;
+            changed |= HUB_STORE_EVENT_COOLDOWN;
+        }
+    }
+    return changed;
+}
+
+static void
+store_free_strv(char **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+void
+hub_account_fini(struct hub_account *a)
+{
+    if (a == NULL)
+        return;
+    store_free_strv(a->models, a->n_models);
+    memset(a, 0, sizeof(*a));
+}
+
+void
+hub_key_fini(struct hub_key *k)
+{
+    if (k == NULL)
+        return;
+    store_free_strv(k->allowed_models, k->n_allowed_models);
+    memset(k, 0, sizeof(*k));
+}
+
+void
+hub_pool_fini(struct hub_pool *p)
+{
+    if (p == NULL)
+        return;
+    free(p->account_ids);
+    memset(p, 0, sizeof(*p));
+}
+
+void
+hub_accounts_free(struct hub_account *a, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        hub_account_fini(&a[i]);
+    free(a);
+}
+
+void
+hub_keys_free(struct hub_key *k, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        hub_key_fini(&k[i]);
+    free(k);
+}
+
+void
+hub_pools_free(struct hub_pool *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        hub_pool_fini(&p[i]);
+    free(p);
+}
+
 gw_err
 hub_store_config_version(struct hub_store *st, uint64_t *out)
 {
@@ -238,28 +436,182 @@ hub_store_group_get(struct hub_store *st, uint64_t id, struct hub_group *out)
 }
 
 gw_err
+hub_store_group_list(struct hub_store *st, struct hub_group **out, size_t *n_out)
+{
+    gw_err rv;
+
+    if (st == NULL || out == NULL || n_out == NULL)
+        return GW_EINVAL;
+    *out = NULL;
+    *n_out = 0;
+    pthread_mutex_lock(&st->mu);
+    rv = st->ops->group_list(st->priv, out, n_out);
+    pthread_mutex_unlock(&st->mu);
+    if (rv != GW_OK) {
+        free(*out);
+        *out = NULL;
+        *n_out = 0;
+    }
+    return rv;
+}
+
+gw_err
+hub_store_group_update(struct hub_store *st, uint64_t id, const struct hub_group_patch *p,
+                       struct hub_group *out)
+{
+    if (st == NULL || p == NULL || out == NULL || p->fields == 0 ||
+        (p->fields & ~(unsigned)(HUB_GROUP_SET_MODE | HUB_GROUP_SET_POOL)) != 0 ||
+        ((p->fields & HUB_GROUP_SET_MODE) && !hub_store_group_mode_ok(p->mode)))
+        return GW_EINVAL;
+    memset(out, 0, sizeof(*out));
+    STORE_CALL(st, group_update, id, p, out);
+}
+
+gw_err
 hub_store_account_create(struct hub_store *st, const struct hub_account_new *in,
                          struct hub_account *out)
 {
     struct hub_account probe;
+    gw_err rv;
 
     if (st == NULL || in == NULL || out == NULL ||
         !store_text_ok(in->name, sizeof(probe.name), 1) ||
         !store_text_ok(in->kind, sizeof(probe.kind), 1) ||
         !store_text_ok(in->base_url, sizeof(probe.base_url), 0) ||
+        !store_text_ok(in->proxy, sizeof(probe.proxy), 0) ||
+        !store_models_ok(in->models, in->n_models) ||
         (in->credential_sealed == NULL && in->credential_sealed_len > 0) ||
         in->credential_sealed_len > HUB_STORE_CREDENTIAL_MAX)
         return GW_EINVAL;
-    STORE_CALL(st, account_create, in, out);
+    memset(out, 0, sizeof(*out));
+    pthread_mutex_lock(&st->mu);
+    rv = st->ops->account_create(st->priv, in, out);
+    pthread_mutex_unlock(&st->mu);
+    if (rv != GW_OK)
+        hub_account_fini(out);
+    return rv;
 }
 
 gw_err
 hub_store_account_get(struct hub_store *st, uint64_t id, struct hub_account *out)
 {
+    gw_err rv;
+
     if (st == NULL || out == NULL)
         return GW_EINVAL;
     memset(out, 0, sizeof(*out));
-    STORE_CALL(st, account_get, id, out);
+    pthread_mutex_lock(&st->mu);
+    rv = st->ops->account_get(st->priv, id, out);
+    pthread_mutex_unlock(&st->mu);
+    if (rv != GW_OK)
+        hub_account_fini(out);
+    return rv;
+}
+
+gw_err
+hub_store_account_list(struct hub_store *st, struct hub_account **out, size_t *n_out)
+{
+    gw_err rv;
+
+    if (st == NULL || out == NULL || n_out == NULL)
+        return GW_EINVAL;
+    *out = NULL;
+    *n_out = 0;
+    pthread_mutex_lock(&st->mu);
+    rv = st->ops->account_list(st->priv, out, n_out);
+    pthread_mutex_unlock(&st->mu);
+    if (rv != GW_OK) {
+        hub_accounts_free(*out, *n_out);
+        *out = NULL;
+        *n_out = 0;
+    }
+    return rv;
+}
+
+gw_err
+hub_store_account_update(struct hub_store *st, uint64_t id, const struct hub_account_patch *p,
+                         struct hub_account *out)
+{
+    struct hub_account probe;
+    unsigned known = HUB_ACCOUNT_SET_NAME | HUB_ACCOUNT_SET_ENABLED | HUB_ACCOUNT_SET_PRIORITY |
+                     HUB_ACCOUNT_SET_WEIGHT | HUB_ACCOUNT_SET_MODELS |
+                     HUB_ACCOUNT_SET_MAX_CONCURRENCY | HUB_ACCOUNT_SET_PROXY |
+                     HUB_ACCOUNT_SET_BASE_URL | HUB_ACCOUNT_SET_CREDENTIAL;
+    gw_err rv;
+
+    if (st == NULL || p == NULL || out == NULL || p->fields == 0 || (p->fields & ~known) != 0)
+        return GW_EINVAL;
+    if (((p->fields & HUB_ACCOUNT_SET_NAME) && !store_text_ok(p->name, sizeof(probe.name), 1)) ||
+        ((p->fields & HUB_ACCOUNT_SET_MODELS) && !store_models_ok(p->models, p->n_models)) ||
+        ((p->fields & HUB_ACCOUNT_SET_PROXY) && !store_text_ok(p->proxy, sizeof(probe.proxy), 0)) ||
+        ((p->fields & HUB_ACCOUNT_SET_BASE_URL) &&
+         !store_text_ok(p->base_url, sizeof(probe.base_url), 0)) ||
+        ((p->fields & HUB_ACCOUNT_SET_CREDENTIAL) &&
+         ((p->credential_sealed == NULL && p->credential_sealed_len > 0) ||
+          p->credential_sealed_len > HUB_STORE_CREDENTIAL_MAX)))
+        return GW_EINVAL;
+    memset(out, 0, sizeof(*out));
+    pthread_mutex_lock(&st->mu);
+    rv = st->ops->account_update(st->priv, id, p, out);
+    pthread_mutex_unlock(&st->mu);
+    if (rv != GW_OK)
+        hub_account_fini(out);
+    return rv;
+}
+
+gw_err
+hub_store_pool_create(struct hub_store *st, const char *name, struct hub_pool *out)
+{
+    struct hub_pool probe;
+
+    if (st == NULL || out == NULL || !store_text_ok(name, sizeof(probe.name), 1))
+        return GW_EINVAL;
+    memset(out, 0, sizeof(*out));
+    STORE_CALL(st, pool_create, name, out);
+}
+
+gw_err
+hub_store_pool_get(struct hub_store *st, uint64_t id, struct hub_pool *out)
+{
+    gw_err rv;
+
+    if (st == NULL || out == NULL)
+        return GW_EINVAL;
+    memset(out, 0, sizeof(*out));
+    pthread_mutex_lock(&st->mu);
+    rv = st->ops->pool_get(st->priv, id, out);
+    pthread_mutex_unlock(&st->mu);
+    if (rv != GW_OK)
+        hub_pool_fini(out);
+    return rv;
+}
+
+gw_err
+hub_store_pool_list(struct hub_store *st, struct hub_pool **out, size_t *n_out)
+{
+    gw_err rv;
+
+    if (st == NULL || out == NULL || n_out == NULL)
+        return GW_EINVAL;
+    *out = NULL;
+    *n_out = 0;
+    pthread_mutex_lock(&st->mu);
+    rv = st->ops->pool_list(st->priv, out, n_out);
+    pthread_mutex_unlock(&st->mu);
+    if (rv != GW_OK) {
+        hub_pools_free(*out, *n_out);
+        *out = NULL;
+        *n_out = 0;
+    }
+    return rv;
+}
+
+gw_err
+hub_store_pool_add_account(struct hub_store *st, uint64_t pool_id, uint64_t account_id)
+{
+    if (st == NULL)
+        return GW_EINVAL;
+    STORE_CALL(st, pool_add_account, pool_id, account_id);
 }
 
 gw_err
@@ -274,21 +626,87 @@ gw_err
 hub_store_key_create(struct hub_store *st, const struct hub_key_new *in, struct hub_key *out)
 {
     struct hub_key probe;
+    gw_err rv;
 
     if (st == NULL || in == NULL || out == NULL ||
         !store_text_ok(in->name, sizeof(probe.name), 0) ||
-        !store_text_ok(in->prefix, sizeof(probe.prefix), 1))
+        !store_text_ok(in->prefix, sizeof(probe.prefix), 1) ||
+        !store_models_ok(in->allowed_models, in->n_allowed_models))
         return GW_EINVAL;
-    STORE_CALL(st, key_create, in, out);
+    memset(out, 0, sizeof(*out));
+    pthread_mutex_lock(&st->mu);
+    rv = st->ops->key_create(st->priv, in, out);
+    pthread_mutex_unlock(&st->mu);
+    if (rv != GW_OK)
+        hub_key_fini(out);
+    return rv;
 }
 
 gw_err
 hub_store_key_get(struct hub_store *st, uint64_t id, struct hub_key *out)
 {
+    gw_err rv;
+
     if (st == NULL || out == NULL)
         return GW_EINVAL;
     memset(out, 0, sizeof(*out));
-    STORE_CALL(st, key_get, id, out);
+    pthread_mutex_lock(&st->mu);
+    rv = st->ops->key_get(st->priv, id, out);
+    pthread_mutex_unlock(&st->mu);
+    if (rv != GW_OK)
+        hub_key_fini(out);
+    return rv;
+}
+
+gw_err
+hub_store_key_list(struct hub_store *st, uint64_t group_id, struct hub_key **out, size_t *n_out)
+{
+    gw_err rv;
+
+    if (st == NULL || out == NULL || n_out == NULL)
+        return GW_EINVAL;
+    *out = NULL;
+    *n_out = 0;
+    pthread_mutex_lock(&st->mu);
+    rv = st->ops->key_list(st->priv, group_id, out, n_out);
+    pthread_mutex_unlock(&st->mu);
+    if (rv != GW_OK) {
+        hub_keys_free(*out, *n_out);
+        *out = NULL;
+        *n_out = 0;
+    }
+    return rv;
+}
+
+gw_err
+hub_store_key_update(struct hub_store *st, uint64_t id, const struct hub_key_patch *p,
+                     struct hub_key *out)
+{
+    struct hub_key probe;
+    unsigned known = HUB_KEY_SET_NAME | HUB_KEY_SET_ENABLED | HUB_KEY_SET_RPM | HUB_KEY_SET_TPM |
+                     HUB_KEY_SET_CONCURRENCY | HUB_KEY_SET_ALLOWED_MODELS | HUB_KEY_SET_EXPIRES_AT;
+    gw_err rv;
+
+    if (st == NULL || p == NULL || out == NULL || p->fields == 0 || (p->fields & ~known) != 0 ||
+        ((p->fields & HUB_KEY_SET_NAME) && !store_text_ok(p->name, sizeof(probe.name), 0)) ||
+        ((p->fields & HUB_KEY_SET_ALLOWED_MODELS) &&
+         !store_models_ok(p->allowed_models, p->n_allowed_models)))
+        return GW_EINVAL;
+    memset(out, 0, sizeof(*out));
+    pthread_mutex_lock(&st->mu);
+    rv = st->ops->key_update(st->priv, id, p, out);
+    pthread_mutex_unlock(&st->mu);
+    if (rv != GW_OK)
+        hub_key_fini(out);
+    return rv;
+}
+
+gw_err
+hub_store_key_revoke(struct hub_store *st, uint64_t id)
+{
+    if (st == NULL)
+        return GW_EINVAL;
+    STORE_CALL(st, key_revoke, id);
 }
 
 gw_err
@@ -308,28 +726,19 @@ hub_store_snapshot_load(struct hub_store *st, struct gw_wire_snapshot *out)
     return rv;
 }
 
+/* The snapshot is made of the same owned fields as a decoded one, so the
+ * wire module frees it (and wipes the credentials, sealed or opened). */
 void
 hub_store_snapshot_fini(struct gw_wire_snapshot *snap)
 {
+    struct gw_msg m;
+
     if (snap == NULL)
         return;
-    free(snap->keys);
-    for (size_t i = 0; i < snap->n_groups; i++)
-        free(snap->groups[i].name);
-    free(snap->groups);
-    for (size_t i = 0; i < snap->n_accounts; i++) {
-        struct gw_wire_account *a = &snap->accounts[i];
-        free(a->name);
-        free(a->kind);
-        free(a->base_url);
-        if (a->credential != NULL) {
-            /* Sealed, but wipe it anyway: it may have been opened in place. */
-            explicit_bzero(a->credential, a->credential_len);
-            free(a->credential);
-        }
-    }
-    free(snap->accounts);
-    free(snap->bindings);
+    memset(&m, 0, sizeof(m));
+    m.type = GW_MSG_SNAPSHOT;
+    m.u.snapshot = *snap;
+    gw_msg_fini(&m);
     memset(snap, 0, sizeof(*snap));
 }
 
@@ -361,7 +770,8 @@ hub_store_usage_apply(struct hub_store *st, const struct gw_wire_usage_batch *ba
 
     if (st == NULL || batch == NULL || duplicate == NULL ||
         !store_text_ok(batch->edge_id, sizeof(probe.edge_id), 1) ||
-        (batch->records == NULL && batch->n_records > 0))
+        (batch->records == NULL && batch->n_records > 0) ||
+        (batch->account_events == NULL && batch->n_account_events > 0))
         return GW_EINVAL;
     *duplicate = 0;
     STORE_CALL(st, usage_apply, batch, costs, duplicate);

@@ -26,6 +26,20 @@ struct hub_store;
 #define HUB_STORE_CREDENTIAL_MAX 65535
 /* usage_list returns at most this many rows per call. */
 #define HUB_STORE_USAGE_LIST_MAX 1000
+/* Model lists (account models, key allow-lists): at most this many names,
+ * each of 1..HUB_STORE_MODEL_LEN_MAX bytes. */
+#define HUB_STORE_MODELS_MAX GW_WIRE_MODELS_MAX
+#define HUB_STORE_MODEL_LEN_MAX GW_WIRE_MODEL_LEN_MAX
+
+/* Account events (edge reports, see usage_apply): this many 401/403
+ * answers within HUB_STORE_AUTH_FAIL_WINDOW_MS disable the account; a 429
+ * whose retry-after is at least HUB_STORE_COOLDOWN_MIN_MS puts it in a
+ * cooldown every edge sees (shorter ones stay local to the edge), capped at
+ * HUB_STORE_COOLDOWN_MAX_MS. */
+#define HUB_STORE_AUTH_FAIL_THRESHOLD 3
+#define HUB_STORE_AUTH_FAIL_WINDOW_MS (10 * 60 * 1000)
+#define HUB_STORE_COOLDOWN_MIN_MS (60 * 1000)
+#define HUB_STORE_COOLDOWN_MAX_MS (24 * 60 * 60 * 1000)
 
 struct hub_admin {
     uint64_t id;
@@ -38,6 +52,28 @@ struct hub_group {
     uint64_t id;
     char name[128];
     int64_t created_at;
+    char mode[16];    /* "dedicated", "pool" or "hybrid" */
+    uint64_t pool_id; /* 0 = none */
+};
+
+/* Fields to change in group_update (HUB_GROUP_SET_* bits in `fields`). */
+enum {
+    HUB_GROUP_SET_MODE = 1u << 0,
+    HUB_GROUP_SET_POOL = 1u << 1,
+};
+
+struct hub_group_patch {
+    unsigned fields;
+    const char *mode; /* "dedicated", "pool" or "hybrid" */
+    uint64_t pool_id; /* 0 clears */
+};
+
+struct hub_pool {
+    uint64_t id;
+    char name[128];
+    int64_t created_at;
+    uint64_t *account_ids; /* owned (hub_pool_fini); ascending by when they joined */
+    size_t n_account_ids;
 };
 
 struct hub_account_new {
@@ -48,8 +84,14 @@ struct hub_account_new {
     size_t credential_sealed_len;
     int32_t priority;
     int32_t weight;
+    const char *const *models; /* borrowed; n_models == 0 means any model */
+    size_t n_models;
+    uint32_t max_concurrency; /* 0 = unlimited */
+    const char *proxy;        /* NULL or "" = direct */
 };
 
+/* An account as the admin sees it: never its credential. models is owned:
+ * release with hub_account_fini (a no-op when it has none). */
 struct hub_account {
     uint64_t id;
     char name[128];
@@ -59,6 +101,43 @@ struct hub_account {
     int32_t weight;
     int enabled;
     int64_t created_at;
+    char **models;
+    size_t n_models;
+    uint32_t max_concurrency;
+    char proxy[512];           /* "" = direct */
+    char disabled_reason[128]; /* why it is disabled; "" when enabled */
+    int64_t cooldown_until_ms; /* hub-decided cooldown (unix ms), 0 = none */
+    uint32_t auth_failures;    /* 401/403 reports since it was last enabled */
+};
+
+/* Fields to change in account_update (HUB_ACCOUNT_SET_* bits). */
+enum {
+    HUB_ACCOUNT_SET_NAME = 1u << 0,
+    HUB_ACCOUNT_SET_ENABLED = 1u << 1,
+    HUB_ACCOUNT_SET_PRIORITY = 1u << 2,
+    HUB_ACCOUNT_SET_WEIGHT = 1u << 3,
+    HUB_ACCOUNT_SET_MODELS = 1u << 4,
+    HUB_ACCOUNT_SET_MAX_CONCURRENCY = 1u << 5,
+    HUB_ACCOUNT_SET_PROXY = 1u << 6,
+    HUB_ACCOUNT_SET_BASE_URL = 1u << 7,
+    HUB_ACCOUNT_SET_CREDENTIAL = 1u << 8,
+};
+
+/* Enabling an account clears its disabled reason, failure count and
+ * cooldown; disabling it records "disabled by an admin". */
+struct hub_account_patch {
+    unsigned fields;
+    const char *name;
+    int enabled;
+    int32_t priority;
+    int32_t weight;
+    const char *const *models;
+    size_t n_models;
+    uint32_t max_concurrency;
+    const char *proxy; /* NULL or "" clears */
+    const char *base_url;
+    const uint8_t *credential_sealed;
+    size_t credential_sealed_len;
 };
 
 struct hub_key_new {
@@ -66,8 +145,15 @@ struct hub_key_new {
     const char *name;
     uint8_t key_hash[GW_SHA256_LEN];
     const char *prefix; /* displayable start of the key, e.g. "aicp_g1_u1_AbCd" */
+    int64_t expires_at; /* unix seconds, 0 = never */
+    uint32_t rpm_limit; /* 0 = unlimited */
+    uint32_t tpm_limit;
+    uint32_t concurrency_limit;
+    const char *const *allowed_models; /* borrowed; none = any model */
+    size_t n_allowed_models;
 };
 
+/* allowed_models is owned: release with hub_key_fini. */
 struct hub_key {
     uint64_t id;
     uint64_t group_id;
@@ -76,6 +162,34 @@ struct hub_key {
     int enabled;
     int64_t expires_at;
     int64_t created_at;
+    uint32_t rpm_limit;
+    uint32_t tpm_limit;
+    uint32_t concurrency_limit;
+    char **allowed_models;
+    size_t n_allowed_models;
+};
+
+/* Fields to change in key_update (HUB_KEY_SET_* bits). */
+enum {
+    HUB_KEY_SET_NAME = 1u << 0,
+    HUB_KEY_SET_ENABLED = 1u << 1,
+    HUB_KEY_SET_RPM = 1u << 2,
+    HUB_KEY_SET_TPM = 1u << 3,
+    HUB_KEY_SET_CONCURRENCY = 1u << 4,
+    HUB_KEY_SET_ALLOWED_MODELS = 1u << 5,
+    HUB_KEY_SET_EXPIRES_AT = 1u << 6,
+};
+
+struct hub_key_patch {
+    unsigned fields;
+    const char *name;
+    int enabled;
+    uint32_t rpm_limit;
+    uint32_t tpm_limit;
+    uint32_t concurrency_limit;
+    const char *const *allowed_models;
+    size_t n_allowed_models;
+    int64_t expires_at;
 };
 
 /* Prices in micro-USD per million tokens, matched by longest model prefix. */
@@ -124,16 +238,45 @@ struct hub_store_ops {
 
     gw_err (*group_create)(void *priv, const char *name, struct hub_group *out);
     gw_err (*group_get)(void *priv, uint64_t id, struct hub_group *out);
+    /* Ordered by id; *out owned by the caller (free()). */
+    gw_err (*group_list)(void *priv, struct hub_group **out, size_t *n_out);
+    /* GW_ENOTFOUND when the group or the named pool is missing; GW_EINVAL
+     * when the result would be mode pool or hybrid without a pool. */
+    gw_err (*group_update)(void *priv, uint64_t id, const struct hub_group_patch *p,
+                           struct hub_group *out);
 
     gw_err (*account_create)(void *priv, const struct hub_account_new *in, struct hub_account *out);
     gw_err (*account_get)(void *priv, uint64_t id, struct hub_account *out);
+    /* Ordered by id; every entry owned by the caller (hub_accounts_free). */
+    gw_err (*account_list)(void *priv, struct hub_account **out, size_t *n_out);
+    /* GW_ENOTFOUND when the account is missing. */
+    gw_err (*account_update)(void *priv, uint64_t id, const struct hub_account_patch *p,
+                             struct hub_account *out);
 
     /* GW_ENOTFOUND when the group or account is missing, GW_EEXIST when bound. */
     gw_err (*binding_create)(void *priv, uint64_t group_id, uint64_t account_id);
 
+    /* GW_EEXIST when the name is taken. */
+    gw_err (*pool_create)(void *priv, const char *name, struct hub_pool *out);
+    /* GW_ENOTFOUND when absent; *out owns its member list. */
+    gw_err (*pool_get)(void *priv, uint64_t id, struct hub_pool *out);
+    /* Ordered by id, with members (hub_pools_free). */
+    gw_err (*pool_list)(void *priv, struct hub_pool **out, size_t *n_out);
+    /* GW_ENOTFOUND when the pool or account is missing, GW_EEXIST when it is
+     * already a member. */
+    gw_err (*pool_add_account)(void *priv, uint64_t pool_id, uint64_t account_id);
+
     /* GW_ENOTFOUND when the group is missing. */
     gw_err (*key_create)(void *priv, const struct hub_key_new *in, struct hub_key *out);
+    /* Revoked keys are not found by get, list, update or revoke. */
     gw_err (*key_get)(void *priv, uint64_t id, struct hub_key *out);
+    /* Keys of one group (group_id 0 = all groups), ordered by id
+     * (hub_keys_free). */
+    gw_err (*key_list)(void *priv, uint64_t group_id, struct hub_key **out, size_t *n_out);
+    gw_err (*key_update)(void *priv, uint64_t id, const struct hub_key_patch *p,
+                         struct hub_key *out);
+    /* Revokes for good: the key leaves every snapshot. */
+    gw_err (*key_revoke)(void *priv, uint64_t id);
 
     /* Everything an edge needs, at the current version. Account credentials
      * come out sealed, as stored. The caller frees with gw_msg_fini on a
@@ -145,7 +288,15 @@ struct hub_store_ops {
     /* Applies one usage batch and records (edge_id, seq) in the same
      * transaction. A batch whose seq is <= the edge's last applied seq changes
      * nothing and sets *duplicate. costs[i] is the cost of records[i] in
-     * micro-USD or -1 when unpriced; costs == NULL means all unpriced. */
+     * micro-USD or -1 when unpriced; costs == NULL means all unpriced.
+     * The batch's account events are applied in the same transaction, so
+     * exactly once: a 401 or 403 counts a credential failure, and the
+     * HUB_STORE_AUTH_FAIL_THRESHOLD-th within HUB_STORE_AUTH_FAIL_WINDOW_MS
+     * disables the account with the reason "upstream rejected the credential
+     * (<status>)"; a 429 with retry_after_ms >= HUB_STORE_COOLDOWN_MIN_MS
+     * extends the account's cooldown_until_ms to time_ms + retry_after_ms.
+     * Either change bumps the config version. Events naming unknown accounts
+     * are ignored. */
     gw_err (*usage_apply)(void *priv, const struct gw_wire_usage_batch *batch,
                           const int64_t *costs, int *duplicate);
     /* 0 when the edge never sent a batch. */
@@ -185,6 +336,44 @@ gw_err hub_store_binding_create(struct hub_store *st, uint64_t group_id,
 gw_err hub_store_key_create(struct hub_store *st, const struct hub_key_new *in,
                             struct hub_key *out) GW_WARN_UNUSED;
 gw_err hub_store_key_get(struct hub_store *st, uint64_t id, struct hub_key *out) GW_WARN_UNUSED;
+
+/* The wrappers below check what both backends would check alike (GW_EINVAL):
+ * text that does not fit its field, model lists over HUB_STORE_MODELS_MAX or
+ * with an empty / too long name, an unknown group mode, a patch without
+ * fields. *out of a failed call holds nothing to free. */
+gw_err hub_store_group_list(struct hub_store *st, struct hub_group **out,
+                            size_t *n_out) GW_WARN_UNUSED;
+gw_err hub_store_group_update(struct hub_store *st, uint64_t id, const struct hub_group_patch *p,
+                              struct hub_group *out) GW_WARN_UNUSED;
+gw_err hub_store_account_list(struct hub_store *st, struct hub_account **out,
+                              size_t *n_out) GW_WARN_UNUSED;
+gw_err hub_store_account_update(struct hub_store *st, uint64_t id,
+                                const struct hub_account_patch *p,
+                                struct hub_account *out) GW_WARN_UNUSED;
+gw_err hub_store_pool_create(struct hub_store *st, const char *name,
+                             struct hub_pool *out) GW_WARN_UNUSED;
+gw_err hub_store_pool_get(struct hub_store *st, uint64_t id, struct hub_pool *out) GW_WARN_UNUSED;
+gw_err hub_store_pool_list(struct hub_store *st, struct hub_pool **out,
+                           size_t *n_out) GW_WARN_UNUSED;
+gw_err hub_store_pool_add_account(struct hub_store *st, uint64_t pool_id,
+                                  uint64_t account_id) GW_WARN_UNUSED;
+gw_err hub_store_key_list(struct hub_store *st, uint64_t group_id, struct hub_key **out,
+                          size_t *n_out) GW_WARN_UNUSED;
+gw_err hub_store_key_update(struct hub_store *st, uint64_t id, const struct hub_key_patch *p,
+                            struct hub_key *out) GW_WARN_UNUSED;
+gw_err hub_store_key_revoke(struct hub_store *st, uint64_t id) GW_WARN_UNUSED;
+
+/* Release what the records above own and zero them; safe on zeroed ones. */
+void hub_account_fini(struct hub_account *a);
+void hub_key_fini(struct hub_key *k);
+void hub_pool_fini(struct hub_pool *p);
+/* Finish each of n records, then free the array. */
+void hub_accounts_free(struct hub_account *a, size_t n);
+void hub_keys_free(struct hub_key *k, size_t n);
+void hub_pools_free(struct hub_pool *p, size_t n);
+
+/* 1 for "dedicated", "pool" and "hybrid". */
+int hub_store_group_mode_ok(const char *mode);
 gw_err hub_store_snapshot_load(struct hub_store *st, struct gw_wire_snapshot *out) GW_WARN_UNUSED;
 void hub_store_snapshot_fini(struct gw_wire_snapshot *snap);
 gw_err hub_store_prices_list(struct hub_store *st, struct hub_price **out,
@@ -195,6 +384,39 @@ gw_err hub_store_edge_last_seq(struct hub_store *st, const char *edge_id,
                                uint64_t *out) GW_WARN_UNUSED;
 gw_err hub_store_usage_list(struct hub_store *st, const struct hub_usage_filter *f,
                             struct hub_usage_row **rows, size_t *n_rows) GW_WARN_UNUSED;
+
+/* For the backends (both keep model lists as JSON arrays of strings in a
+ * text column). to_json appends the array; from_json parses one, NULL or ""
+ * being the empty list, into an owned array (free each, then the array).
+ * GW_ESTORE for text that is not such an array. */
+void hub_store_models_to_json(const char *const *models, size_t n, struct gw_buf *out);
+gw_err hub_store_models_from_json(const char *text, size_t len, char ***out,
+                                  size_t *n_out) GW_WARN_UNUSED;
+
+/* What account events change on an account (the backends keep it in the
+ * account's row). */
+struct hub_store_account_health {
+    int enabled;
+    int64_t cooldown_until_ms;
+    uint32_t auth_failures;
+    int64_t auth_fail_last_ms; /* the latest counted 401/403, 0 = none */
+    int64_t auth_fail_prev_ms; /* the one before it */
+};
+
+enum {
+    HUB_STORE_EVENT_COUNTED = 1u << 0,  /* failure counters changed (not replicated) */
+    HUB_STORE_EVENT_DISABLED = 1u << 1, /* enabled went 1 -> 0: bump the version */
+    HUB_STORE_EVENT_COOLDOWN = 1u << 2, /* cooldown_until_ms grew: bump the version */
+};
+
+/* The rules of usage_apply for one event, shared by the backends: updates
+ * *h for ev at hub time now_ms (unix ms) and returns HUB_STORE_EVENT_*
+ * bits; on DISABLED, reason (reason_size bytes) gets the disabled reason.
+ * An event time that is missing or more than 5 minutes ahead of now_ms is
+ * taken as now_ms. Pure: any thread. */
+unsigned hub_store_account_event_apply(struct hub_store_account_health *h,
+                                       const struct gw_account_event *ev, int64_t now_ms,
+                                       char *reason, size_t reason_size);
 
 /* Backends, registered by scheme in store.c. */
 extern const struct hub_store_ops hub_store_sqlite_ops;

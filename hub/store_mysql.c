@@ -44,15 +44,37 @@ enum my_stmt {
     MY_ADMIN_GET,
     MY_GROUP_CREATE,
     MY_GROUP_GET,
+    MY_GROUP_LOCK,
+    MY_GROUP_LIST,
+    MY_GROUP_UPDATE,
     MY_ACCOUNT_CREATE,
     MY_ACCOUNT_GET,
+    MY_ACCOUNT_LOCK,
+    MY_ACCOUNT_LIST,
+    MY_ACCOUNT_UPDATE,
+    MY_ACCOUNT_HEALTH_GET,
+    MY_ACCOUNT_HEALTH_SET,
+    MY_ACCOUNT_DISABLE,
     MY_BINDING_CREATE,
+    MY_POOL_CREATE,
+    MY_POOL_GET,
+    MY_POOL_LOCK,
+    MY_POOL_LIST,
+    MY_POOL_MEMBERS,
+    MY_POOL_MEMBERS_OF,
+    MY_POOL_ADD,
     MY_KEY_CREATE,
     MY_KEY_GET,
+    MY_KEY_LOCK,
+    MY_KEY_LIST_ALL,
+    MY_KEY_LIST_GROUP,
+    MY_KEY_UPDATE,
+    MY_KEY_REVOKE,
     MY_SNAP_KEYS,
     MY_SNAP_GROUPS,
     MY_SNAP_ACCOUNTS,
     MY_SNAP_BINDINGS,
+    MY_SNAP_POOLS,
     MY_PRICES_LIST,
     MY_EDGE_SEQ_GET,
     MY_EDGE_SEQ_ENSURE,
@@ -67,6 +89,14 @@ enum my_stmt {
     "request_id, edge_id, key_id, account_id, model, dialect, input_tokens, output_tokens, "       \
     "cache_read_tokens, cache_write_5m_tokens, cache_write_1h_tokens, reasoning_tokens, "          \
     "status, latency_ms, time_ms, `partial`, cost_micros"
+
+#define MY_GROUP_COLS "id, name, created_at, mode, COALESCE(pool_id, 0)"
+#define MY_ACCOUNT_COLS                                                                            \
+    "id, name, kind, base_url, priority, weight, enabled, created_at, models, max_concurrency, "   \
+    "proxy, disabled_reason, cooldown_until_ms, auth_failures"
+#define MY_KEY_COLS                                                                                \
+    "id, group_id, name, prefix, enabled, expires_at, created_at, rpm_limit, tpm_limit, "          \
+    "concurrency_limit, allowed_models"
 
 /* `groups` is a reserved word in MySQL 8, so it is always quoted. */
 static const char *const my_sql[MY_STMT_COUNT] = {
@@ -84,23 +114,74 @@ static const char *const my_sql[MY_STMT_COUNT] = {
     [MY_ADMIN_GET] = "SELECT id, username, password_hash, must_change_password FROM admins "
                      "WHERE username = ?",
     [MY_GROUP_CREATE] = "INSERT INTO `groups` (name, created_at) VALUES (?, ?)",
-    [MY_GROUP_GET] = "SELECT id, name, created_at FROM `groups` WHERE id = ?",
+    [MY_GROUP_GET] = "SELECT " MY_GROUP_COLS " FROM `groups` WHERE id = ?",
+    [MY_GROUP_LOCK] = "SELECT " MY_GROUP_COLS " FROM `groups` WHERE id = ? FOR UPDATE",
+    [MY_GROUP_LIST] = "SELECT " MY_GROUP_COLS " FROM `groups` ORDER BY id",
+    [MY_GROUP_UPDATE] = "UPDATE `groups` SET mode = ?, pool_id = ? WHERE id = ?",
     [MY_ACCOUNT_CREATE] = "INSERT INTO accounts (name, kind, base_url, credential, priority, "
-                          "weight, enabled, created_at) VALUES (?, ?, ?, ?, ?, ?, 1, ?)",
-    [MY_ACCOUNT_GET] = "SELECT id, name, kind, base_url, priority, weight, enabled, created_at "
-                       "FROM accounts WHERE id = ?",
+                          "weight, enabled, created_at, models, max_concurrency, proxy) "
+                          "VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?)",
+    [MY_ACCOUNT_GET] = "SELECT " MY_ACCOUNT_COLS " FROM accounts WHERE id = ?",
+    [MY_ACCOUNT_LOCK] = "SELECT id FROM accounts WHERE id = ? FOR UPDATE",
+    [MY_ACCOUNT_LIST] = "SELECT " MY_ACCOUNT_COLS " FROM accounts ORDER BY id",
+    /* NULL keeps a column; the seven trailing `enabled` parameters carry the
+     * same value. Enabling clears what disabled or cooled the account. No
+     * assignment reads a column an earlier one changed (MySQL evaluates them
+     * left to right). */
+    [MY_ACCOUNT_UPDATE] =
+        "UPDATE accounts SET name = COALESCE(?, name), base_url = COALESCE(?, base_url), "
+        "credential = COALESCE(?, credential), priority = COALESCE(?, priority), "
+        "weight = COALESCE(?, weight), models = COALESCE(?, models), "
+        "max_concurrency = COALESCE(?, max_concurrency), proxy = COALESCE(?, proxy), "
+        "enabled = COALESCE(?, enabled), "
+        "disabled_reason = CASE WHEN ? IS NULL THEN disabled_reason "
+        "WHEN ? = 1 THEN '' ELSE 'disabled by an admin' END, "
+        "auth_failures = CASE WHEN ? = 1 THEN 0 ELSE auth_failures END, "
+        "auth_fail_last_ms = CASE WHEN ? = 1 THEN 0 ELSE auth_fail_last_ms END, "
+        "auth_fail_prev_ms = CASE WHEN ? = 1 THEN 0 ELSE auth_fail_prev_ms END, "
+        "cooldown_until_ms = CASE WHEN ? = 1 THEN 0 ELSE cooldown_until_ms END "
+        "WHERE id = ?",
+    [MY_ACCOUNT_HEALTH_GET] = "SELECT enabled, cooldown_until_ms, auth_failures, "
+                              "auth_fail_last_ms, auth_fail_prev_ms FROM accounts WHERE id = ? "
+                              "FOR UPDATE",
+    [MY_ACCOUNT_HEALTH_SET] = "UPDATE accounts SET cooldown_until_ms = ?, auth_failures = ?, "
+                              "auth_fail_last_ms = ?, auth_fail_prev_ms = ? WHERE id = ?",
+    [MY_ACCOUNT_DISABLE] = "UPDATE accounts SET enabled = 0, disabled_reason = ? WHERE id = ?",
     [MY_BINDING_CREATE] = "INSERT INTO bindings (group_id, account_id, created_at) "
                           "VALUES (?, ?, ?)",
+    [MY_POOL_CREATE] = "INSERT INTO pools (name, created_at) VALUES (?, ?)",
+    [MY_POOL_GET] = "SELECT id, name, created_at FROM pools WHERE id = ?",
+    [MY_POOL_LOCK] = "SELECT id FROM pools WHERE id = ? LOCK IN SHARE MODE",
+    [MY_POOL_LIST] = "SELECT id, name, created_at FROM pools ORDER BY id",
+    [MY_POOL_MEMBERS] = "SELECT pool_id, account_id FROM pool_accounts ORDER BY pool_id, id",
+    [MY_POOL_MEMBERS_OF] = "SELECT pool_id, account_id FROM pool_accounts WHERE pool_id = ? "
+                           "ORDER BY id",
+    [MY_POOL_ADD] = "INSERT INTO pool_accounts (pool_id, account_id, created_at) "
+                    "VALUES (?, ?, ?)",
     [MY_KEY_CREATE] = "INSERT INTO api_keys (key_hash, prefix, name, group_id, enabled, "
-                      "expires_at, created_at) VALUES (?, ?, ?, ?, 1, 0, ?)",
-    [MY_KEY_GET] = "SELECT id, group_id, name, prefix, enabled, expires_at, created_at "
-                   "FROM api_keys WHERE id = ?",
-    [MY_SNAP_KEYS] = "SELECT id, key_hash, group_id, enabled, expires_at FROM api_keys "
+                      "expires_at, created_at, rpm_limit, tpm_limit, concurrency_limit, "
+                      "allowed_models) VALUES (?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?)",
+    [MY_KEY_GET] = "SELECT " MY_KEY_COLS " FROM api_keys WHERE id = ? AND revoked_at = 0",
+    [MY_KEY_LOCK] = "SELECT id FROM api_keys WHERE id = ? AND revoked_at = 0 FOR UPDATE",
+    [MY_KEY_LIST_ALL] = "SELECT " MY_KEY_COLS " FROM api_keys WHERE revoked_at = 0 ORDER BY id",
+    [MY_KEY_LIST_GROUP] = "SELECT " MY_KEY_COLS " FROM api_keys WHERE revoked_at = 0 "
+                          "AND group_id = ? ORDER BY id",
+    [MY_KEY_UPDATE] = "UPDATE api_keys SET name = COALESCE(?, name), "
+                      "enabled = COALESCE(?, enabled), rpm_limit = COALESCE(?, rpm_limit), "
+                      "tpm_limit = COALESCE(?, tpm_limit), "
+                      "concurrency_limit = COALESCE(?, concurrency_limit), "
+                      "allowed_models = COALESCE(?, allowed_models), "
+                      "expires_at = COALESCE(?, expires_at) WHERE id = ?",
+    [MY_KEY_REVOKE] = "UPDATE api_keys SET revoked_at = ?, enabled = 0 WHERE id = ?",
+    [MY_SNAP_KEYS] = "SELECT id, key_hash, group_id, enabled, expires_at, rpm_limit, tpm_limit, "
+                     "concurrency_limit, allowed_models FROM api_keys WHERE revoked_at = 0 "
                      "ORDER BY id",
-    [MY_SNAP_GROUPS] = "SELECT id, name FROM `groups` ORDER BY id",
+    [MY_SNAP_GROUPS] = "SELECT id, name, mode, COALESCE(pool_id, 0) FROM `groups` ORDER BY id",
     [MY_SNAP_ACCOUNTS] = "SELECT id, name, kind, base_url, credential, priority, weight, "
-                         "enabled FROM accounts ORDER BY id",
+                         "enabled, models, max_concurrency, proxy, cooldown_until_ms "
+                         "FROM accounts ORDER BY id",
     [MY_SNAP_BINDINGS] = "SELECT group_id, account_id FROM bindings ORDER BY id",
+    [MY_SNAP_POOLS] = "SELECT id, name FROM pools ORDER BY id",
     [MY_PRICES_LIST] = "SELECT model_prefix, input, output, cache_write_5m, cache_write_1h, "
                        "cache_read FROM prices ORDER BY model_prefix",
     [MY_EDGE_SEQ_GET] = "SELECT last_seq FROM edge_usage_seq WHERE edge_id = ?",
@@ -229,9 +310,53 @@ static const char *const my_migration_2[] = {
     NULL,
 };
 
+/* Routing and limits: account pools, group binding modes, account models,
+ * concurrency, proxy and health, key limits and revocation. Each ALTER adds
+ * all of its table's columns at once, so a migration cut short and run
+ * again finds each ALTER either fully applied (ER_DUP_FIELDNAME, skipped)
+ * or not at all. groups.pool_id has no foreign key: the store checks it
+ * (pools are never deleted). Model lists are JSON text (NULL = none). */
+static const char *const my_migration_3[] = {
+    "CREATE TABLE IF NOT EXISTS pools ("
+    "  id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,"
+    "  name VARCHAR(127) NOT NULL,"
+    "  created_at BIGINT NOT NULL,"
+    "  UNIQUE KEY pools_name (name))" MY_TABLE_OPTS,
+    "CREATE TABLE IF NOT EXISTS pool_accounts ("
+    "  id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,"
+    "  pool_id BIGINT UNSIGNED NOT NULL,"
+    "  account_id BIGINT UNSIGNED NOT NULL,"
+    "  created_at BIGINT NOT NULL,"
+    "  UNIQUE KEY pool_accounts_pair (pool_id, account_id),"
+    "  KEY pool_accounts_account (account_id),"
+    "  CONSTRAINT pool_accounts_pool_fk FOREIGN KEY (pool_id) REFERENCES pools (id),"
+    "  CONSTRAINT pool_accounts_account_fk FOREIGN KEY (account_id) REFERENCES accounts (id)"
+    ")" MY_TABLE_OPTS,
+    "ALTER TABLE `groups`"
+    "  ADD COLUMN mode VARCHAR(15) NOT NULL DEFAULT 'dedicated',"
+    "  ADD COLUMN pool_id BIGINT UNSIGNED NULL",
+    "ALTER TABLE accounts"
+    "  ADD COLUMN models MEDIUMTEXT NULL,"
+    "  ADD COLUMN max_concurrency INT UNSIGNED NOT NULL DEFAULT 0,"
+    "  ADD COLUMN proxy VARCHAR(511) NOT NULL DEFAULT '',"
+    "  ADD COLUMN disabled_reason VARCHAR(127) NOT NULL DEFAULT '',"
+    "  ADD COLUMN cooldown_until_ms BIGINT NOT NULL DEFAULT 0,"
+    "  ADD COLUMN auth_failures INT UNSIGNED NOT NULL DEFAULT 0,"
+    "  ADD COLUMN auth_fail_last_ms BIGINT NOT NULL DEFAULT 0,"
+    "  ADD COLUMN auth_fail_prev_ms BIGINT NOT NULL DEFAULT 0",
+    "ALTER TABLE api_keys"
+    "  ADD COLUMN rpm_limit INT UNSIGNED NOT NULL DEFAULT 0,"
+    "  ADD COLUMN tpm_limit INT UNSIGNED NOT NULL DEFAULT 0,"
+    "  ADD COLUMN concurrency_limit INT UNSIGNED NOT NULL DEFAULT 0,"
+    "  ADD COLUMN allowed_models MEDIUMTEXT NULL,"
+    "  ADD COLUMN revoked_at BIGINT NOT NULL DEFAULT 0",
+    NULL,
+};
+
 static const char *const *const my_migrations[] = {
     my_migration_1,
     my_migration_2,
+    my_migration_3,
 };
 
 #define MY_N_MIGRATIONS (sizeof(my_migrations) / sizeof(my_migrations[0]))
@@ -719,6 +844,18 @@ my_p_i32(struct my_binds *c, const int32_t *v)
 }
 
 static void
+my_p_u32(struct my_binds *c, const uint32_t *v)
+{
+    my_add(c, MYSQL_TYPE_LONG, (void *)v, 0, MY_K_PLAIN)->is_unsigned = 1;
+}
+
+static void
+my_p_null(struct my_binds *c)
+{
+    my_add(c, MYSQL_TYPE_NULL, NULL, 0, MY_K_PLAIN);
+}
+
+static void
 my_p_str(struct my_binds *c, const char *s)
 {
     if (s == NULL)
@@ -975,7 +1112,8 @@ my_migrate_locked(struct my_priv *p, struct gw_buf *err)
         if (rv != GW_OK)
             return rv;
         for (const char *const *sql = my_migrations[v - 1]; *sql != NULL; sql++) {
-            if (mysql_real_query(p->conn, *sql, (unsigned long)strlen(*sql)) != 0) {
+            if (mysql_real_query(p->conn, *sql, (unsigned long)strlen(*sql)) != 0 &&
+                !(mysql_errno(p->conn) == ER_DUP_FIELDNAME && strncmp(*sql, "ALTER", 5) == 0)) {
                 gw_buf_appendf(err, "mysql: migration %zu: %s (%u)", v, mysql_error(p->conn),
                                mysql_errno(p->conn));
                 rv = my_conn_fail(p, "migration");
@@ -1147,247 +1285,56 @@ my_admin_get(void *priv, const char *username, struct hub_admin *out)
     return GW_OK;
 }
 
-static gw_err
-my_group_create(void *priv, const char *name, struct hub_group *out)
+static int64_t
+my_now_ms(void)
 {
-    struct my_priv *p = priv;
-    struct my_binds par = {0};
-    int64_t now = my_now();
-    MYSQL_STMT *st = NULL;
-    uint64_t id;
-    gw_err rv;
+    struct timespec ts;
 
-    rv = my_ready(p);
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Model lists are stored as JSON text; buf holds it until the execute. */
+static void
+my_p_models(struct my_binds *c, const char *const *models, size_t n, struct gw_buf *buf)
+{
+    gw_buf_reset(buf);
+    if (n > 0)
+        hub_store_models_to_json(models, n, buf);
+    my_add(c, MYSQL_TYPE_STRING, buf->data != NULL ? buf->data : (char *)"",
+           (unsigned long)buf->len, MY_K_PLAIN);
+}
+
+/* Takes the JSON text a var column fetched (and frees it). */
+static gw_err
+my_take_models(char **text, char ***out, size_t *n_out)
+{
+    gw_err rv = hub_store_models_from_json(*text, *text != NULL ? strlen(*text) : 0, out, n_out);
+
     if (rv != GW_OK)
-        return rv;
-    rv = my_begin(p);
-    if (rv != GW_OK)
-        return rv;
-    my_p_str(&par, name);
-    my_p_i64(&par, &now);
-    rv = my_run(p, MY_GROUP_CREATE, &par, &st);
-    if (rv != GW_OK)
-        goto fail;
-    id = (uint64_t)mysql_stmt_insert_id(st);
-    rv = my_config_changed(p, "group", id, "create");
-    if (rv != GW_OK)
-        goto fail;
-    rv = my_commit(p);
-    if (rv != GW_OK)
-        goto fail;
-    memset(out, 0, sizeof(*out));
-    out->id = id;
-    snprintf(out->name, sizeof(out->name), "%s", name);
-    out->created_at = now;
-    return GW_OK;
-fail:
-    my_rollback(p);
+        gw_log(GW_LOG_ERROR, "HUB-STORE-MYSQL", "a model list column is not a JSON array");
+    free(*text);
+    *text = NULL;
     return rv;
 }
 
+/* Runs a query of the "SELECT id ... FOR UPDATE" kind: GW_ENOTFOUND when
+ * it returns no row. */
 static gw_err
-my_group_get(void *priv, uint64_t id, struct hub_group *out)
+my_exists(struct my_priv *p, enum my_stmt id, uint64_t key)
 {
-    struct my_priv *p = priv;
     struct my_binds par = {0}, col = {0};
+    uint64_t got = 0;
     int found = 0;
     gw_err rv;
 
-    rv = my_ready(p);
-    if (rv != GW_OK)
-        return rv;
-    my_p_u64(&par, &id);
-    my_r_u64(&col, &out->id);
-    my_r_str(&col, out->name, sizeof(out->name));
-    my_r_i64(&col, &out->created_at);
-    rv = my_one(p, MY_GROUP_GET, &par, &col, &found);
+    my_p_u64(&par, &key);
+    my_r_u64(&col, &got);
+    rv = my_one(p, id, &par, &col, &found);
     if (rv == GW_OK && !found)
         rv = GW_ENOTFOUND;
     return rv;
 }
-
-static gw_err
-my_account_create(void *priv, const struct hub_account_new *in, struct hub_account *out)
-{
-    struct my_priv *p = priv;
-    struct my_binds par = {0};
-    int64_t now = my_now();
-    MYSQL_STMT *st = NULL;
-    uint64_t id;
-    gw_err rv;
-
-    rv = my_ready(p);
-    if (rv != GW_OK)
-        return rv;
-    rv = my_begin(p);
-    if (rv != GW_OK)
-        return rv;
-    my_p_str(&par, in->name);
-    my_p_str(&par, in->kind);
-    my_p_str(&par, in->base_url);
-    my_p_blob(&par, in->credential_sealed, in->credential_sealed_len);
-    my_p_i32(&par, &in->priority);
-    my_p_i32(&par, &in->weight);
-    my_p_i64(&par, &now);
-    rv = my_run(p, MY_ACCOUNT_CREATE, &par, &st);
-    if (rv != GW_OK)
-        goto fail;
-    id = (uint64_t)mysql_stmt_insert_id(st);
-    rv = my_config_changed(p, "account", id, "create");
-    if (rv != GW_OK)
-        goto fail;
-    rv = my_commit(p);
-    if (rv != GW_OK)
-        goto fail;
-    memset(out, 0, sizeof(*out));
-    out->id = id;
-    snprintf(out->name, sizeof(out->name), "%s", in->name);
-    snprintf(out->kind, sizeof(out->kind), "%s", in->kind);
-    snprintf(out->base_url, sizeof(out->base_url), "%s", in->base_url ? in->base_url : "");
-    out->priority = in->priority;
-    out->weight = in->weight;
-    out->enabled = 1;
-    out->created_at = now;
-    return GW_OK;
-fail:
-    my_rollback(p);
-    return rv;
-}
-
-static gw_err
-my_account_get(void *priv, uint64_t id, struct hub_account *out)
-{
-    struct my_priv *p = priv;
-    struct my_binds par = {0}, col = {0};
-    int32_t enabled = 0;
-    int found = 0;
-    gw_err rv;
-
-    rv = my_ready(p);
-    if (rv != GW_OK)
-        return rv;
-    my_p_u64(&par, &id);
-    my_r_u64(&col, &out->id);
-    my_r_str(&col, out->name, sizeof(out->name));
-    my_r_str(&col, out->kind, sizeof(out->kind));
-    my_r_str(&col, out->base_url, sizeof(out->base_url));
-    my_r_i32(&col, &out->priority);
-    my_r_i32(&col, &out->weight);
-    my_r_i32(&col, &enabled);
-    my_r_i64(&col, &out->created_at);
-    rv = my_one(p, MY_ACCOUNT_GET, &par, &col, &found);
-    if (rv == GW_OK && !found)
-        rv = GW_ENOTFOUND;
-    out->enabled = enabled != 0;
-    return rv;
-}
-
-static gw_err
-my_binding_create(void *priv, uint64_t group_id, uint64_t account_id)
-{
-    struct my_priv *p = priv;
-    struct my_binds par = {0};
-    int64_t now = my_now();
-    MYSQL_STMT *st = NULL;
-    gw_err rv;
-
-    rv = my_ready(p);
-    if (rv != GW_OK)
-        return rv;
-    rv = my_begin(p);
-    if (rv != GW_OK)
-        return rv;
-    my_p_u64(&par, &group_id);
-    my_p_u64(&par, &account_id);
-    my_p_i64(&par, &now);
-    rv = my_run(p, MY_BINDING_CREATE, &par, &st);
-    if (rv != GW_OK)
-        goto fail;
-    rv = my_config_changed(p, "binding", (uint64_t)mysql_stmt_insert_id(st), "create");
-    if (rv != GW_OK)
-        goto fail;
-    rv = my_commit(p);
-    if (rv != GW_OK)
-        goto fail;
-    return GW_OK;
-fail:
-    my_rollback(p);
-    return rv;
-}
-
-static gw_err
-my_key_create(void *priv, const struct hub_key_new *in, struct hub_key *out)
-{
-    struct my_priv *p = priv;
-    struct my_binds par = {0};
-    int64_t now = my_now();
-    MYSQL_STMT *st = NULL;
-    uint64_t id;
-    gw_err rv;
-
-    rv = my_ready(p);
-    if (rv != GW_OK)
-        return rv;
-    rv = my_begin(p);
-    if (rv != GW_OK)
-        return rv;
-    my_p_blob(&par, in->key_hash, GW_SHA256_LEN);
-    my_p_str(&par, in->prefix);
-    my_p_str(&par, in->name);
-    my_p_u64(&par, &in->group_id);
-    my_p_i64(&par, &now);
-    rv = my_run(p, MY_KEY_CREATE, &par, &st);
-    if (rv != GW_OK)
-        goto fail;
-    id = (uint64_t)mysql_stmt_insert_id(st);
-    rv = my_config_changed(p, "key", id, "create");
-    if (rv != GW_OK)
-        goto fail;
-    rv = my_commit(p);
-    if (rv != GW_OK)
-        goto fail;
-    memset(out, 0, sizeof(*out));
-    out->id = id;
-    out->group_id = in->group_id;
-    snprintf(out->name, sizeof(out->name), "%s", in->name ? in->name : "");
-    snprintf(out->prefix, sizeof(out->prefix), "%s", in->prefix);
-    out->enabled = 1;
-    out->expires_at = 0;
-    out->created_at = now;
-    return GW_OK;
-fail:
-    my_rollback(p);
-    return rv;
-}
-
-static gw_err
-my_key_get(void *priv, uint64_t id, struct hub_key *out)
-{
-    struct my_priv *p = priv;
-    struct my_binds par = {0}, col = {0};
-    int32_t enabled = 0;
-    int found = 0;
-    gw_err rv;
-
-    rv = my_ready(p);
-    if (rv != GW_OK)
-        return rv;
-    my_p_u64(&par, &id);
-    my_r_u64(&col, &out->id);
-    my_r_u64(&col, &out->group_id);
-    my_r_str(&col, out->name, sizeof(out->name));
-    my_r_str(&col, out->prefix, sizeof(out->prefix));
-    my_r_i32(&col, &enabled);
-    my_r_i64(&col, &out->expires_at);
-    my_r_i64(&col, &out->created_at);
-    rv = my_one(p, MY_KEY_GET, &par, &col, &found);
-    if (rv == GW_OK && !found)
-        rv = GW_ENOTFOUND;
-    out->enabled = enabled != 0;
-    return rv;
-}
-
-/* ---- snapshot ----------------------------------------------------------- */
 
 static void *
 my_grow(void *arr, size_t n, size_t *cap, size_t elem_size)
@@ -1425,14 +1372,964 @@ my_each(struct my_priv *p, enum my_stmt id, struct my_binds *par, struct my_bind
     return rv;
 }
 
+/* ---- groups ------------------------------------------------------------- */
+
+static gw_err
+my_group_create(void *priv, const char *name, struct hub_group *out)
+{
+    struct my_priv *p = priv;
+    struct my_binds par = {0};
+    int64_t now = my_now();
+    MYSQL_STMT *st = NULL;
+    uint64_t id;
+    gw_err rv;
+
+    rv = my_ready(p);
+    if (rv != GW_OK)
+        return rv;
+    rv = my_begin(p);
+    if (rv != GW_OK)
+        return rv;
+    my_p_str(&par, name);
+    my_p_i64(&par, &now);
+    rv = my_run(p, MY_GROUP_CREATE, &par, &st);
+    if (rv != GW_OK)
+        goto fail;
+    id = (uint64_t)mysql_stmt_insert_id(st);
+    rv = my_config_changed(p, "group", id, "create");
+    if (rv != GW_OK)
+        goto fail;
+    rv = my_commit(p);
+    if (rv != GW_OK)
+        goto fail;
+    memset(out, 0, sizeof(*out));
+    out->id = id;
+    snprintf(out->name, sizeof(out->name), "%s", name);
+    out->created_at = now;
+    snprintf(out->mode, sizeof(out->mode), "dedicated");
+    return GW_OK;
+fail:
+    my_rollback(p);
+    return rv;
+}
+
+static void
+my_group_cols(struct my_binds *col, struct hub_group *g)
+{
+    my_r_u64(col, &g->id);
+    my_r_str(col, g->name, sizeof(g->name));
+    my_r_i64(col, &g->created_at);
+    my_r_str(col, g->mode, sizeof(g->mode));
+    my_r_u64(col, &g->pool_id);
+}
+
+/* id = MY_GROUP_GET, or MY_GROUP_LOCK inside a transaction. */
+static gw_err
+my_group_read(struct my_priv *p, enum my_stmt id, uint64_t group_id, struct hub_group *out)
+{
+    struct my_binds par = {0}, col = {0};
+    int found = 0;
+    gw_err rv;
+
+    my_p_u64(&par, &group_id);
+    my_group_cols(&col, out);
+    rv = my_one(p, id, &par, &col, &found);
+    if (rv == GW_OK && !found)
+        rv = GW_ENOTFOUND;
+    return rv;
+}
+
+static gw_err
+my_group_get(void *priv, uint64_t id, struct hub_group *out)
+{
+    struct my_priv *p = priv;
+    gw_err rv;
+
+    rv = my_ready(p);
+    if (rv != GW_OK)
+        return rv;
+    return my_group_read(p, MY_GROUP_GET, id, out);
+}
+
+struct my_group_list_ctx {
+    struct hub_group cur;
+    struct hub_group *arr;
+    size_t n, cap;
+};
+
+static gw_err
+my_group_list_row(void *arg)
+{
+    struct my_group_list_ctx *c = arg;
+
+    c->arr = my_grow(c->arr, c->n, &c->cap, sizeof(*c->arr));
+    c->arr[c->n++] = c->cur;
+    return GW_OK;
+}
+
+static gw_err
+my_group_list(void *priv, struct hub_group **out, size_t *n_out)
+{
+    struct my_priv *p = priv;
+    struct my_group_list_ctx c;
+    struct my_binds col = {0};
+    gw_err rv;
+
+    rv = my_ready(p);
+    if (rv != GW_OK)
+        return rv;
+    memset(&c, 0, sizeof(c));
+    my_group_cols(&col, &c.cur);
+    rv = my_each(p, MY_GROUP_LIST, NULL, &col, my_group_list_row, &c);
+    *out = c.arr;
+    *n_out = c.n;
+    return rv;
+}
+
+/* Read (locked), merge, check, write in one transaction. */
+static gw_err
+my_group_update(void *priv, uint64_t id, const struct hub_group_patch *patch, struct hub_group *out)
+{
+    struct my_priv *p = priv;
+    struct my_binds par = {0};
+    struct hub_group cur;
+    gw_err rv;
+
+    rv = my_ready(p);
+    if (rv != GW_OK)
+        return rv;
+    rv = my_begin(p);
+    if (rv != GW_OK)
+        return rv;
+    memset(&cur, 0, sizeof(cur));
+    rv = my_group_read(p, MY_GROUP_LOCK, id, &cur);
+    if (rv != GW_OK)
+        goto fail;
+    if (patch->fields & HUB_GROUP_SET_MODE)
+        snprintf(cur.mode, sizeof(cur.mode), "%s", patch->mode);
+    if (patch->fields & HUB_GROUP_SET_POOL)
+        cur.pool_id = patch->pool_id;
+    if (strcmp(cur.mode, "dedicated") != 0 && cur.pool_id == 0) {
+        rv = GW_EINVAL;
+        goto fail;
+    }
+    if (cur.pool_id != 0) {
+        /* Pools are never deleted, so a shared lock is all it takes. */
+        rv = my_exists(p, MY_POOL_LOCK, cur.pool_id);
+        if (rv != GW_OK)
+            goto fail;
+    }
+    my_p_str(&par, cur.mode);
+    if (cur.pool_id != 0)
+        my_p_u64(&par, &cur.pool_id);
+    else
+        my_add(&par, MYSQL_TYPE_NULL, NULL, 0, MY_K_PLAIN);
+    my_p_u64(&par, &id);
+    rv = my_run(p, MY_GROUP_UPDATE, &par, NULL);
+    if (rv != GW_OK)
+        goto fail;
+    rv = my_config_changed(p, "group", id, "update");
+    if (rv != GW_OK)
+        goto fail;
+    rv = my_commit(p);
+    if (rv != GW_OK)
+        goto fail;
+    *out = cur;
+    return GW_OK;
+fail:
+    my_rollback(p);
+    return rv;
+}
+
+/* ---- accounts ----------------------------------------------------------- */
+
+/* One account row being fetched: the fixed fields land in `a`, the rest
+ * in the scratch fields until my_account_finish. */
+struct my_account_row {
+    struct hub_account a;
+    int32_t enabled;
+    char *models;
+};
+
+static void
+my_account_cols(struct my_binds *col, struct my_account_row *r)
+{
+    my_r_u64(col, &r->a.id);
+    my_r_str(col, r->a.name, sizeof(r->a.name));
+    my_r_str(col, r->a.kind, sizeof(r->a.kind));
+    my_r_str(col, r->a.base_url, sizeof(r->a.base_url));
+    my_r_i32(col, &r->a.priority);
+    my_r_i32(col, &r->a.weight);
+    my_r_i32(col, &r->enabled);
+    my_r_i64(col, &r->a.created_at);
+    my_r_var(col, &r->models, NULL, 1);
+    my_r_u32(col, &r->a.max_concurrency);
+    my_r_str(col, r->a.proxy, sizeof(r->a.proxy));
+    my_r_str(col, r->a.disabled_reason, sizeof(r->a.disabled_reason));
+    my_r_i64(col, &r->a.cooldown_until_ms);
+    my_r_u32(col, &r->a.auth_failures);
+}
+
+/* Moves the fetched row into out (which then owns its model list). */
+static gw_err
+my_account_finish(struct my_account_row *r, struct hub_account *out)
+{
+    *out = r->a;
+    out->enabled = r->enabled != 0;
+    out->models = NULL;
+    out->n_models = 0;
+    return my_take_models(&r->models, &out->models, &out->n_models);
+}
+
+static gw_err
+my_account_read(struct my_priv *p, uint64_t id, struct hub_account *out)
+{
+    struct my_binds par = {0}, col = {0};
+    struct my_account_row r;
+    int found = 0;
+    gw_err rv;
+
+    memset(&r, 0, sizeof(r));
+    my_p_u64(&par, &id);
+    my_account_cols(&col, &r);
+    rv = my_one(p, MY_ACCOUNT_GET, &par, &col, &found);
+    if (rv == GW_OK && !found)
+        rv = GW_ENOTFOUND;
+    if (rv == GW_OK)
+        return my_account_finish(&r, out);
+    free(r.models);
+    return rv;
+}
+
+static gw_err
+my_account_get(void *priv, uint64_t id, struct hub_account *out)
+{
+    struct my_priv *p = priv;
+    gw_err rv;
+
+    rv = my_ready(p);
+    if (rv != GW_OK)
+        return rv;
+    return my_account_read(p, id, out);
+}
+
+struct my_account_list_ctx {
+    struct my_account_row cur;
+    struct hub_account *arr;
+    size_t n, cap;
+};
+
+static gw_err
+my_account_list_row(void *arg)
+{
+    struct my_account_list_ctx *c = arg;
+
+    c->arr = my_grow(c->arr, c->n, &c->cap, sizeof(*c->arr));
+    /* Counted first: the wrapper frees what a failed row holds. */
+    return my_account_finish(&c->cur, &c->arr[c->n++]);
+}
+
+static gw_err
+my_account_list(void *priv, struct hub_account **out, size_t *n_out)
+{
+    struct my_priv *p = priv;
+    struct my_account_list_ctx c;
+    struct my_binds col = {0};
+    gw_err rv;
+
+    rv = my_ready(p);
+    if (rv != GW_OK)
+        return rv;
+    memset(&c, 0, sizeof(c));
+    my_account_cols(&col, &c.cur);
+    rv = my_each(p, MY_ACCOUNT_LIST, NULL, &col, my_account_list_row, &c);
+    free(c.cur.models);
+    *out = c.arr;
+    *n_out = c.n;
+    return rv;
+}
+
+static gw_err
+my_account_create(void *priv, const struct hub_account_new *in, struct hub_account *out)
+{
+    struct my_priv *p = priv;
+    struct gw_buf models = GW_BUF_INIT;
+    struct my_binds par = {0};
+    int64_t now = my_now();
+    MYSQL_STMT *st = NULL;
+    uint64_t id = 0;
+    gw_err rv;
+
+    rv = my_ready(p);
+    if (rv != GW_OK)
+        return rv;
+    rv = my_begin(p);
+    if (rv != GW_OK)
+        return rv;
+    my_p_str(&par, in->name);
+    my_p_str(&par, in->kind);
+    my_p_str(&par, in->base_url);
+    my_p_blob(&par, in->credential_sealed, in->credential_sealed_len);
+    my_p_i32(&par, &in->priority);
+    my_p_i32(&par, &in->weight);
+    my_p_i64(&par, &now);
+    my_p_models(&par, in->models, in->n_models, &models);
+    my_p_u32(&par, &in->max_concurrency);
+    my_p_str(&par, in->proxy);
+    rv = my_run(p, MY_ACCOUNT_CREATE, &par, &st);
+    if (rv != GW_OK)
+        goto fail;
+    id = (uint64_t)mysql_stmt_insert_id(st);
+    rv = my_config_changed(p, "account", id, "create");
+    if (rv != GW_OK)
+        goto fail;
+    rv = my_commit(p);
+    if (rv != GW_OK)
+        goto fail;
+    gw_buf_fini(&models);
+    return my_account_read(p, id, out);
+fail:
+    my_rollback(p);
+    gw_buf_fini(&models);
+    return rv;
+}
+
+static gw_err
+my_account_update(void *priv, uint64_t id, const struct hub_account_patch *patch,
+                  struct hub_account *out)
+{
+    struct my_priv *p = priv;
+    struct gw_buf models = GW_BUF_INIT;
+    struct my_binds par = {0};
+    unsigned f = patch->fields;
+    int32_t enabled = patch->enabled ? 1 : 0;
+    gw_err rv;
+
+    rv = my_ready(p);
+    if (rv != GW_OK)
+        return rv;
+    rv = my_begin(p);
+    if (rv != GW_OK)
+        return rv;
+    /* Affected rows count only changed rows: look the row up (and lock it). */
+    rv = my_exists(p, MY_ACCOUNT_LOCK, id);
+    if (rv != GW_OK)
+        goto fail;
+    /* A NULL parameter keeps the column (COALESCE). */
+    if (f & HUB_ACCOUNT_SET_NAME)
+        my_p_str(&par, patch->name);
+    else
+        my_p_null(&par);
+    if (f & HUB_ACCOUNT_SET_BASE_URL)
+        my_p_str(&par, patch->base_url);
+    else
+        my_p_null(&par);
+    if (f & HUB_ACCOUNT_SET_CREDENTIAL)
+        my_p_blob(&par, patch->credential_sealed, patch->credential_sealed_len);
+    else
+        my_p_null(&par);
+    if (f & HUB_ACCOUNT_SET_PRIORITY)
+        my_p_i32(&par, &patch->priority);
+    else
+        my_p_null(&par);
+    if (f & HUB_ACCOUNT_SET_WEIGHT)
+        my_p_i32(&par, &patch->weight);
+    else
+        my_p_null(&par);
+    if (f & HUB_ACCOUNT_SET_MODELS)
+        my_p_models(&par, patch->models, patch->n_models, &models);
+    else
+        my_p_null(&par);
+    if (f & HUB_ACCOUNT_SET_MAX_CONCURRENCY)
+        my_p_u32(&par, &patch->max_concurrency);
+    else
+        my_p_null(&par);
+    if (f & HUB_ACCOUNT_SET_PROXY)
+        my_p_str(&par, patch->proxy);
+    else
+        my_p_null(&par);
+    /* `enabled` appears in seven places of the statement. */
+    for (int i = 0; i < 7; i++) {
+        if (f & HUB_ACCOUNT_SET_ENABLED)
+            my_p_i32(&par, &enabled);
+        else
+            my_p_null(&par);
+    }
+    my_p_u64(&par, &id);
+    rv = my_run(p, MY_ACCOUNT_UPDATE, &par, NULL);
+    if (rv != GW_OK)
+        goto fail;
+    rv = my_config_changed(p, "account", id, "update");
+    if (rv != GW_OK)
+        goto fail;
+    rv = my_commit(p);
+    if (rv != GW_OK)
+        goto fail;
+    gw_buf_fini(&models);
+    return my_account_read(p, id, out);
+fail:
+    my_rollback(p);
+    gw_buf_fini(&models);
+    return rv;
+}
+
+/* Applies one account event inside the caller's transaction (the row is
+ * locked while it is read and written). */
+static gw_err
+my_account_event(struct my_priv *p, const struct gw_account_event *ev, int64_t now_ms)
+{
+    struct hub_store_account_health h;
+    struct my_binds par = {0}, col = {0};
+    uint64_t account_id = ev->account_id;
+    int32_t enabled = 0;
+    char reason[128];
+    unsigned changed;
+    int found = 0;
+    gw_err rv;
+
+    memset(&h, 0, sizeof(h));
+    my_p_u64(&par, &account_id);
+    my_r_i32(&col, &enabled);
+    my_r_i64(&col, &h.cooldown_until_ms);
+    my_r_u32(&col, &h.auth_failures);
+    my_r_i64(&col, &h.auth_fail_last_ms);
+    my_r_i64(&col, &h.auth_fail_prev_ms);
+    rv = my_one(p, MY_ACCOUNT_HEALTH_GET, &par, &col, &found);
+    if (rv != GW_OK || !found)
+        return rv; /* an unknown account: nothing to change */
+    h.enabled = enabled != 0;
+    changed = hub_store_account_event_apply(&h, ev, now_ms, reason, sizeof(reason));
+    if (changed == 0)
+        return GW_OK;
+    par.n = 0;
+    my_p_i64(&par, &h.cooldown_until_ms);
+    my_p_u32(&par, &h.auth_failures);
+    my_p_i64(&par, &h.auth_fail_last_ms);
+    my_p_i64(&par, &h.auth_fail_prev_ms);
+    my_p_u64(&par, &account_id);
+    rv = my_run(p, MY_ACCOUNT_HEALTH_SET, &par, NULL);
+    if (rv != GW_OK)
+        return rv;
+    if (changed & HUB_STORE_EVENT_DISABLED) {
+        par.n = 0;
+        my_p_str(&par, reason);
+        my_p_u64(&par, &account_id);
+        rv = my_run(p, MY_ACCOUNT_DISABLE, &par, NULL);
+        if (rv == GW_OK)
+            rv = my_config_changed(p, "account", account_id, "disable");
+        if (rv == GW_OK)
+            gw_log(GW_LOG_WARN, "HUB-ACCOUNT-DISABLED", "account %llu disabled: %s",
+                   (unsigned long long)account_id, reason);
+    }
+    if (rv == GW_OK && (changed & HUB_STORE_EVENT_COOLDOWN))
+        rv = my_config_changed(p, "account", account_id, "cooldown");
+    return rv;
+}
+
+static gw_err
+my_binding_create(void *priv, uint64_t group_id, uint64_t account_id)
+{
+    struct my_priv *p = priv;
+    struct my_binds par = {0};
+    int64_t now = my_now();
+    MYSQL_STMT *st = NULL;
+    gw_err rv;
+
+    rv = my_ready(p);
+    if (rv != GW_OK)
+        return rv;
+    rv = my_begin(p);
+    if (rv != GW_OK)
+        return rv;
+    my_p_u64(&par, &group_id);
+    my_p_u64(&par, &account_id);
+    my_p_i64(&par, &now);
+    rv = my_run(p, MY_BINDING_CREATE, &par, &st);
+    if (rv != GW_OK)
+        goto fail;
+    rv = my_config_changed(p, "binding", (uint64_t)mysql_stmt_insert_id(st), "create");
+    if (rv != GW_OK)
+        goto fail;
+    rv = my_commit(p);
+    if (rv != GW_OK)
+        goto fail;
+    return GW_OK;
+fail:
+    my_rollback(p);
+    return rv;
+}
+
+/* ---- pools -------------------------------------------------------------- */
+
+static gw_err
+my_pool_create(void *priv, const char *name, struct hub_pool *out)
+{
+    struct my_priv *p = priv;
+    struct my_binds par = {0};
+    int64_t now = my_now();
+    MYSQL_STMT *st = NULL;
+    uint64_t id;
+    gw_err rv;
+
+    rv = my_ready(p);
+    if (rv != GW_OK)
+        return rv;
+    rv = my_begin(p);
+    if (rv != GW_OK)
+        return rv;
+    my_p_str(&par, name);
+    my_p_i64(&par, &now);
+    rv = my_run(p, MY_POOL_CREATE, &par, &st);
+    if (rv != GW_OK)
+        goto fail;
+    id = (uint64_t)mysql_stmt_insert_id(st);
+    rv = my_config_changed(p, "pool", id, "create");
+    if (rv != GW_OK)
+        goto fail;
+    rv = my_commit(p);
+    if (rv != GW_OK)
+        goto fail;
+    out->id = id;
+    snprintf(out->name, sizeof(out->name), "%s", name);
+    out->created_at = now;
+    return GW_OK;
+fail:
+    my_rollback(p);
+    return rv;
+}
+
+/* Every pool membership, ordered by pool then by when it was added. */
+struct my_member {
+    uint64_t pool_id;
+    uint64_t account_id;
+};
+
+struct my_members_ctx {
+    struct my_member cur;
+    struct my_member *arr;
+    size_t n, cap;
+};
+
+static gw_err
+my_member_row(void *arg)
+{
+    struct my_members_ctx *c = arg;
+
+    c->arr = my_grow(c->arr, c->n, &c->cap, sizeof(*c->arr));
+    c->arr[c->n++] = c->cur;
+    return GW_OK;
+}
+
+/* id = MY_POOL_MEMBERS (all), or MY_POOL_MEMBERS_OF with pool_id. */
+static gw_err
+my_pool_members(struct my_priv *p, enum my_stmt id, uint64_t pool_id, struct my_members_ctx *c)
+{
+    struct my_binds par = {0}, col = {0};
+
+    memset(c, 0, sizeof(*c));
+    if (id == MY_POOL_MEMBERS_OF)
+        my_p_u64(&par, &pool_id);
+    my_r_u64(&col, &c->cur.pool_id);
+    my_r_u64(&col, &c->cur.account_id);
+    return my_each(p, id, &par, &col, my_member_row, c);
+}
+
+/* Copies the members of pool `id` out of m (sorted by pool), starting the
+ * scan at *pos; pools must be visited in ascending id order. */
+static void
+my_take_members(const struct my_member *m, size_t n, size_t *pos, uint64_t id, uint64_t **ids,
+                size_t *n_ids)
+{
+    size_t start;
+
+    while (*pos < n && m[*pos].pool_id < id)
+        (*pos)++;
+    start = *pos;
+    while (*pos < n && m[*pos].pool_id == id)
+        (*pos)++;
+    *ids = NULL;
+    *n_ids = *pos - start;
+    if (*n_ids == 0)
+        return;
+    *ids = gw_xcalloc(*n_ids, sizeof(**ids));
+    for (size_t i = 0; i < *n_ids; i++)
+        (*ids)[i] = m[start + i].account_id;
+}
+
+static gw_err
+my_pool_get(void *priv, uint64_t id, struct hub_pool *out)
+{
+    struct my_priv *p = priv;
+    struct my_binds par = {0}, col = {0};
+    struct my_members_ctx m;
+    size_t pos = 0;
+    int found = 0;
+    gw_err rv;
+
+    rv = my_ready(p);
+    if (rv != GW_OK)
+        return rv;
+    my_p_u64(&par, &id);
+    my_r_u64(&col, &out->id);
+    my_r_str(&col, out->name, sizeof(out->name));
+    my_r_i64(&col, &out->created_at);
+    rv = my_one(p, MY_POOL_GET, &par, &col, &found);
+    if (rv == GW_OK && !found)
+        rv = GW_ENOTFOUND;
+    if (rv != GW_OK)
+        return rv;
+    rv = my_pool_members(p, MY_POOL_MEMBERS_OF, id, &m);
+    if (rv == GW_OK)
+        my_take_members(m.arr, m.n, &pos, id, &out->account_ids, &out->n_account_ids);
+    free(m.arr);
+    return rv;
+}
+
+struct my_pool_list_ctx {
+    struct hub_pool cur;
+    struct hub_pool *arr;
+    size_t n, cap;
+};
+
+static gw_err
+my_pool_list_row(void *arg)
+{
+    struct my_pool_list_ctx *c = arg;
+
+    c->arr = my_grow(c->arr, c->n, &c->cap, sizeof(*c->arr));
+    c->arr[c->n++] = c->cur;
+    return GW_OK;
+}
+
+static gw_err
+my_pool_list(void *priv, struct hub_pool **out, size_t *n_out)
+{
+    struct my_priv *p = priv;
+    struct my_pool_list_ctx c;
+    struct my_members_ctx m;
+    struct my_binds col = {0};
+    size_t pos = 0;
+    gw_err rv;
+
+    rv = my_ready(p);
+    if (rv != GW_OK)
+        return rv;
+    memset(&c, 0, sizeof(c));
+    memset(&m, 0, sizeof(m));
+    rv = my_sql_plain(p, "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY");
+    if (rv != GW_OK)
+        return rv;
+    my_r_u64(&col, &c.cur.id);
+    my_r_str(&col, c.cur.name, sizeof(c.cur.name));
+    my_r_i64(&col, &c.cur.created_at);
+    rv = my_each(p, MY_POOL_LIST, NULL, &col, my_pool_list_row, &c);
+    if (rv == GW_OK)
+        rv = my_pool_members(p, MY_POOL_MEMBERS, 0, &m);
+    for (size_t i = 0; rv == GW_OK && i < c.n; i++)
+        my_take_members(m.arr, m.n, &pos, c.arr[i].id, &c.arr[i].account_ids,
+                        &c.arr[i].n_account_ids);
+    free(m.arr);
+    if (rv == GW_OK)
+        rv = my_commit(p);
+    if (rv != GW_OK)
+        my_rollback(p);
+    *out = c.arr;
+    *n_out = c.n;
+    return rv;
+}
+
+static gw_err
+my_pool_add_account(void *priv, uint64_t pool_id, uint64_t account_id)
+{
+    struct my_priv *p = priv;
+    struct my_binds par = {0};
+    int64_t now = my_now();
+    MYSQL_STMT *st = NULL;
+    gw_err rv;
+
+    rv = my_ready(p);
+    if (rv != GW_OK)
+        return rv;
+    rv = my_begin(p);
+    if (rv != GW_OK)
+        return rv;
+    my_p_u64(&par, &pool_id);
+    my_p_u64(&par, &account_id);
+    my_p_i64(&par, &now);
+    rv = my_run(p, MY_POOL_ADD, &par, &st);
+    if (rv != GW_OK)
+        goto fail;
+    rv = my_config_changed(p, "pool_account", (uint64_t)mysql_stmt_insert_id(st), "create");
+    if (rv != GW_OK)
+        goto fail;
+    rv = my_commit(p);
+    if (rv != GW_OK)
+        goto fail;
+    return GW_OK;
+fail:
+    my_rollback(p);
+    return rv;
+}
+
+/* ---- keys --------------------------------------------------------------- */
+
+struct my_key_row {
+    struct hub_key k;
+    int32_t enabled;
+    char *models;
+};
+
+static void
+my_key_cols(struct my_binds *col, struct my_key_row *r)
+{
+    my_r_u64(col, &r->k.id);
+    my_r_u64(col, &r->k.group_id);
+    my_r_str(col, r->k.name, sizeof(r->k.name));
+    my_r_str(col, r->k.prefix, sizeof(r->k.prefix));
+    my_r_i32(col, &r->enabled);
+    my_r_i64(col, &r->k.expires_at);
+    my_r_i64(col, &r->k.created_at);
+    my_r_u32(col, &r->k.rpm_limit);
+    my_r_u32(col, &r->k.tpm_limit);
+    my_r_u32(col, &r->k.concurrency_limit);
+    my_r_var(col, &r->models, NULL, 1);
+}
+
+static gw_err
+my_key_finish(struct my_key_row *r, struct hub_key *out)
+{
+    *out = r->k;
+    out->enabled = r->enabled != 0;
+    out->allowed_models = NULL;
+    out->n_allowed_models = 0;
+    return my_take_models(&r->models, &out->allowed_models, &out->n_allowed_models);
+}
+
+static gw_err
+my_key_read(struct my_priv *p, uint64_t id, struct hub_key *out)
+{
+    struct my_binds par = {0}, col = {0};
+    struct my_key_row r;
+    int found = 0;
+    gw_err rv;
+
+    memset(&r, 0, sizeof(r));
+    my_p_u64(&par, &id);
+    my_key_cols(&col, &r);
+    rv = my_one(p, MY_KEY_GET, &par, &col, &found);
+    if (rv == GW_OK && !found)
+        rv = GW_ENOTFOUND;
+    if (rv == GW_OK)
+        return my_key_finish(&r, out);
+    free(r.models);
+    return rv;
+}
+
+static gw_err
+my_key_get(void *priv, uint64_t id, struct hub_key *out)
+{
+    struct my_priv *p = priv;
+    gw_err rv;
+
+    rv = my_ready(p);
+    if (rv != GW_OK)
+        return rv;
+    return my_key_read(p, id, out);
+}
+
+struct my_key_list_ctx {
+    struct my_key_row cur;
+    struct hub_key *arr;
+    size_t n, cap;
+};
+
+static gw_err
+my_key_list_row(void *arg)
+{
+    struct my_key_list_ctx *c = arg;
+
+    c->arr = my_grow(c->arr, c->n, &c->cap, sizeof(*c->arr));
+    return my_key_finish(&c->cur, &c->arr[c->n++]);
+}
+
+static gw_err
+my_key_list(void *priv, uint64_t group_id, struct hub_key **out, size_t *n_out)
+{
+    struct my_priv *p = priv;
+    struct my_key_list_ctx c;
+    struct my_binds par = {0}, col = {0};
+    gw_err rv;
+
+    rv = my_ready(p);
+    if (rv != GW_OK)
+        return rv;
+    memset(&c, 0, sizeof(c));
+    if (group_id != 0)
+        my_p_u64(&par, &group_id);
+    my_key_cols(&col, &c.cur);
+    rv = my_each(p, group_id != 0 ? MY_KEY_LIST_GROUP : MY_KEY_LIST_ALL, &par, &col,
+                 my_key_list_row, &c);
+    free(c.cur.models);
+    *out = c.arr;
+    *n_out = c.n;
+    return rv;
+}
+
+static gw_err
+my_key_create(void *priv, const struct hub_key_new *in, struct hub_key *out)
+{
+    struct my_priv *p = priv;
+    struct gw_buf models = GW_BUF_INIT;
+    struct my_binds par = {0};
+    int64_t now = my_now();
+    MYSQL_STMT *st = NULL;
+    uint64_t id = 0;
+    gw_err rv;
+
+    rv = my_ready(p);
+    if (rv != GW_OK)
+        return rv;
+    rv = my_begin(p);
+    if (rv != GW_OK)
+        return rv;
+    my_p_blob(&par, in->key_hash, GW_SHA256_LEN);
+    my_p_str(&par, in->prefix);
+    my_p_str(&par, in->name);
+    my_p_u64(&par, &in->group_id);
+    my_p_i64(&par, &in->expires_at);
+    my_p_i64(&par, &now);
+    my_p_u32(&par, &in->rpm_limit);
+    my_p_u32(&par, &in->tpm_limit);
+    my_p_u32(&par, &in->concurrency_limit);
+    my_p_models(&par, in->allowed_models, in->n_allowed_models, &models);
+    rv = my_run(p, MY_KEY_CREATE, &par, &st);
+    if (rv != GW_OK)
+        goto fail;
+    id = (uint64_t)mysql_stmt_insert_id(st);
+    rv = my_config_changed(p, "key", id, "create");
+    if (rv != GW_OK)
+        goto fail;
+    rv = my_commit(p);
+    if (rv != GW_OK)
+        goto fail;
+    gw_buf_fini(&models);
+    return my_key_read(p, id, out);
+fail:
+    my_rollback(p);
+    gw_buf_fini(&models);
+    return rv;
+}
+
+static gw_err
+my_key_update(void *priv, uint64_t id, const struct hub_key_patch *patch, struct hub_key *out)
+{
+    struct my_priv *p = priv;
+    struct gw_buf models = GW_BUF_INIT;
+    struct my_binds par = {0};
+    unsigned f = patch->fields;
+    int32_t enabled = patch->enabled ? 1 : 0;
+    gw_err rv;
+
+    rv = my_ready(p);
+    if (rv != GW_OK)
+        return rv;
+    rv = my_begin(p);
+    if (rv != GW_OK)
+        return rv;
+    rv = my_exists(p, MY_KEY_LOCK, id);
+    if (rv != GW_OK)
+        goto fail;
+    if (f & HUB_KEY_SET_NAME)
+        my_p_str(&par, patch->name);
+    else
+        my_p_null(&par);
+    if (f & HUB_KEY_SET_ENABLED)
+        my_p_i32(&par, &enabled);
+    else
+        my_p_null(&par);
+    if (f & HUB_KEY_SET_RPM)
+        my_p_u32(&par, &patch->rpm_limit);
+    else
+        my_p_null(&par);
+    if (f & HUB_KEY_SET_TPM)
+        my_p_u32(&par, &patch->tpm_limit);
+    else
+        my_p_null(&par);
+    if (f & HUB_KEY_SET_CONCURRENCY)
+        my_p_u32(&par, &patch->concurrency_limit);
+    else
+        my_p_null(&par);
+    if (f & HUB_KEY_SET_ALLOWED_MODELS)
+        my_p_models(&par, patch->allowed_models, patch->n_allowed_models, &models);
+    else
+        my_p_null(&par);
+    if (f & HUB_KEY_SET_EXPIRES_AT)
+        my_p_i64(&par, &patch->expires_at);
+    else
+        my_p_null(&par);
+    my_p_u64(&par, &id);
+    rv = my_run(p, MY_KEY_UPDATE, &par, NULL);
+    if (rv != GW_OK)
+        goto fail;
+    rv = my_config_changed(p, "key", id, "update");
+    if (rv != GW_OK)
+        goto fail;
+    rv = my_commit(p);
+    if (rv != GW_OK)
+        goto fail;
+    gw_buf_fini(&models);
+    return my_key_read(p, id, out);
+fail:
+    my_rollback(p);
+    gw_buf_fini(&models);
+    return rv;
+}
+
+static gw_err
+my_key_revoke(void *priv, uint64_t id)
+{
+    struct my_priv *p = priv;
+    struct my_binds par = {0};
+    int64_t now = my_now();
+    gw_err rv;
+
+    rv = my_ready(p);
+    if (rv != GW_OK)
+        return rv;
+    rv = my_begin(p);
+    if (rv != GW_OK)
+        return rv;
+    rv = my_exists(p, MY_KEY_LOCK, id);
+    if (rv != GW_OK)
+        goto fail;
+    my_p_i64(&par, &now);
+    my_p_u64(&par, &id);
+    rv = my_run(p, MY_KEY_REVOKE, &par, NULL);
+    if (rv != GW_OK)
+        goto fail;
+    rv = my_config_changed(p, "key", id, "revoke");
+    if (rv != GW_OK)
+        goto fail;
+    rv = my_commit(p);
+    if (rv != GW_OK)
+        goto fail;
+    return GW_OK;
+fail:
+    my_rollback(p);
+    return rv;
+}
+
+/* ---- snapshot ----------------------------------------------------------- */
+
 struct my_snap_ctx {
     struct gw_wire_snapshot *out;
     size_t cap;
-    uint64_t id, group_id, account_id;
-    int64_t expires_at;
+    uint64_t id, group_id, account_id, pool_id;
+    int64_t expires_at, cooldown_until_ms;
     int32_t enabled, priority, weight;
+    uint32_t rpm, tpm, concurrency, max_concurrency;
     uint8_t hash[GW_SHA256_LEN];
-    char *name, *kind, *base_url, *credential;
+    char *name, *kind, *base_url, *credential, *models, *proxy, *mode;
     size_t credential_len;
 };
 
@@ -1450,7 +2347,10 @@ my_snap_key_row(void *arg)
     k->group_id = c->group_id;
     k->enabled = c->enabled != 0;
     k->expires_at = c->expires_at;
-    return GW_OK;
+    k->rpm_limit = c->rpm;
+    k->tpm_limit = c->tpm;
+    k->concurrency_limit = c->concurrency;
+    return my_take_models(&c->models, &k->allowed_models, &k->n_allowed_models);
 }
 
 static gw_err
@@ -1461,9 +2361,12 @@ my_snap_group_row(void *arg)
 
     c->out->groups = my_grow(c->out->groups, c->out->n_groups, &c->cap, sizeof(*c->out->groups));
     g = &c->out->groups[c->out->n_groups++];
+    memset(g, 0, sizeof(*g));
     g->id = c->id;
     g->name = c->name;
-    c->name = NULL;
+    g->mode = c->mode;
+    g->pool_id = c->pool_id;
+    c->name = c->mode = NULL;
     return GW_OK;
 }
 
@@ -1486,8 +2389,16 @@ my_snap_account_row(void *arg)
     a->priority = c->priority;
     a->weight = c->weight;
     a->enabled = c->enabled != 0;
+    a->max_concurrency = c->max_concurrency;
+    a->cooldown_until_ms = c->cooldown_until_ms;
+    if (c->proxy != NULL && c->proxy[0] != '\0') {
+        a->proxy = c->proxy;
+        c->proxy = NULL;
+    }
     c->name = c->kind = c->base_url = c->credential = NULL;
-    return GW_OK;
+    free(c->proxy);
+    c->proxy = NULL;
+    return my_take_models(&c->models, &a->models, &a->n_models);
 }
 
 static gw_err
@@ -1505,10 +2416,43 @@ my_snap_binding_row(void *arg)
 }
 
 static gw_err
+my_snap_pool_row(void *arg)
+{
+    struct my_snap_ctx *c = arg;
+    struct gw_wire_pool *pl;
+
+    c->out->pools = my_grow(c->out->pools, c->out->n_pools, &c->cap, sizeof(*c->out->pools));
+    pl = &c->out->pools[c->out->n_pools++];
+    memset(pl, 0, sizeof(*pl));
+    pl->id = c->id;
+    pl->name = c->name;
+    c->name = NULL;
+    return GW_OK;
+}
+
+/* Frees what a failed row left in the scratch fields. */
+static void
+my_snap_ctx_fini(struct my_snap_ctx *c)
+{
+    free(c->name);
+    free(c->kind);
+    free(c->base_url);
+    if (c->credential != NULL)
+        explicit_bzero(c->credential, c->credential_len);
+    free(c->credential);
+    free(c->models);
+    free(c->proxy);
+    free(c->mode);
+    c->name = c->kind = c->base_url = c->credential = c->models = c->proxy = c->mode = NULL;
+}
+
+static gw_err
 my_snapshot_rows(struct my_priv *p, struct gw_wire_snapshot *out)
 {
+    struct my_members_ctx m;
     struct my_snap_ctx c;
     struct my_binds col;
+    size_t pos = 0;
     gw_err rv;
 
     memset(&c, 0, sizeof(c));
@@ -1520,7 +2464,12 @@ my_snapshot_rows(struct my_priv *p, struct gw_wire_snapshot *out)
     my_r_u64(&col, &c.group_id);
     my_r_i32(&col, &c.enabled);
     my_r_i64(&col, &c.expires_at);
+    my_r_u32(&col, &c.rpm);
+    my_r_u32(&col, &c.tpm);
+    my_r_u32(&col, &c.concurrency);
+    my_r_var(&col, &c.models, NULL, 1);
     rv = my_each(p, MY_SNAP_KEYS, NULL, &col, my_snap_key_row, &c);
+    my_snap_ctx_fini(&c);
     if (rv != GW_OK)
         return rv;
 
@@ -1528,9 +2477,10 @@ my_snapshot_rows(struct my_priv *p, struct gw_wire_snapshot *out)
     memset(&col, 0, sizeof(col));
     my_r_u64(&col, &c.id);
     my_r_var(&col, &c.name, NULL, 1);
+    my_r_var(&col, &c.mode, NULL, 1);
+    my_r_u64(&col, &c.pool_id);
     rv = my_each(p, MY_SNAP_GROUPS, NULL, &col, my_snap_group_row, &c);
-    free(c.name);
-    c.name = NULL;
+    my_snap_ctx_fini(&c);
     if (rv != GW_OK)
         return rv;
 
@@ -1544,11 +2494,12 @@ my_snapshot_rows(struct my_priv *p, struct gw_wire_snapshot *out)
     my_r_i32(&col, &c.priority);
     my_r_i32(&col, &c.weight);
     my_r_i32(&col, &c.enabled);
+    my_r_var(&col, &c.models, NULL, 1);
+    my_r_u32(&col, &c.max_concurrency);
+    my_r_var(&col, &c.proxy, NULL, 1);
+    my_r_i64(&col, &c.cooldown_until_ms);
     rv = my_each(p, MY_SNAP_ACCOUNTS, NULL, &col, my_snap_account_row, &c);
-    free(c.name);
-    free(c.kind);
-    free(c.base_url);
-    free(c.credential);
+    my_snap_ctx_fini(&c);
     if (rv != GW_OK)
         return rv;
 
@@ -1556,7 +2507,24 @@ my_snapshot_rows(struct my_priv *p, struct gw_wire_snapshot *out)
     memset(&col, 0, sizeof(col));
     my_r_u64(&col, &c.group_id);
     my_r_u64(&col, &c.account_id);
-    return my_each(p, MY_SNAP_BINDINGS, NULL, &col, my_snap_binding_row, &c);
+    rv = my_each(p, MY_SNAP_BINDINGS, NULL, &col, my_snap_binding_row, &c);
+    if (rv != GW_OK)
+        return rv;
+
+    c.cap = 0;
+    memset(&col, 0, sizeof(col));
+    my_r_u64(&col, &c.id);
+    my_r_var(&col, &c.name, NULL, 1);
+    rv = my_each(p, MY_SNAP_POOLS, NULL, &col, my_snap_pool_row, &c);
+    my_snap_ctx_fini(&c);
+    if (rv != GW_OK)
+        return rv;
+    rv = my_pool_members(p, MY_POOL_MEMBERS, 0, &m);
+    for (size_t i = 0; rv == GW_OK && i < out->n_pools; i++)
+        my_take_members(m.arr, m.n, &pos, out->pools[i].id, &out->pools[i].account_ids,
+                        &out->pools[i].n_account_ids);
+    free(m.arr);
+    return rv;
 }
 
 /* One consistent read view, so the version and the rows agree. The wrapper
@@ -1795,6 +2763,14 @@ my_usage_apply(void *priv, const struct gw_wire_usage_batch *batch, const int64_
     rv = my_usage_rows(p, batch, costs);
     if (rv != GW_OK)
         goto fail;
+    if (batch->n_account_events > 0) {
+        int64_t now_ms = my_now_ms();
+
+        for (size_t i = 0; i < batch->n_account_events && rv == GW_OK; i++)
+            rv = my_account_event(p, &batch->account_events[i], now_ms);
+        if (rv != GW_OK)
+            goto fail;
+    }
     par.n = 0;
     my_p_u64(&par, &seq);
     my_p_str(&par, batch->edge_id);
@@ -1906,11 +2882,22 @@ const struct hub_store_ops hub_store_mysql_ops = {
     .admin_get = my_admin_get,
     .group_create = my_group_create,
     .group_get = my_group_get,
+    .group_list = my_group_list,
+    .group_update = my_group_update,
     .account_create = my_account_create,
     .account_get = my_account_get,
+    .account_list = my_account_list,
+    .account_update = my_account_update,
     .binding_create = my_binding_create,
+    .pool_create = my_pool_create,
+    .pool_get = my_pool_get,
+    .pool_list = my_pool_list,
+    .pool_add_account = my_pool_add_account,
     .key_create = my_key_create,
     .key_get = my_key_get,
+    .key_list = my_key_list,
+    .key_update = my_key_update,
+    .key_revoke = my_key_revoke,
     .snapshot_load = my_snapshot_load,
     .prices_list = my_prices_list,
     .usage_apply = my_usage_apply,

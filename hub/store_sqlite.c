@@ -32,15 +32,33 @@ enum sq_stmt {
     SQ_ADMIN_GET,
     SQ_GROUP_CREATE,
     SQ_GROUP_GET,
+    SQ_GROUP_LIST,
+    SQ_GROUP_UPDATE,
     SQ_ACCOUNT_CREATE,
     SQ_ACCOUNT_GET,
+    SQ_ACCOUNT_LIST,
+    SQ_ACCOUNT_UPDATE,
+    SQ_ACCOUNT_HEALTH_GET,
+    SQ_ACCOUNT_HEALTH_SET,
+    SQ_ACCOUNT_DISABLE,
     SQ_BINDING_CREATE,
+    SQ_POOL_CREATE,
+    SQ_POOL_GET,
+    SQ_POOL_LIST,
+    SQ_POOL_MEMBERS,
+    SQ_POOL_MEMBERS_OF,
+    SQ_POOL_ADD,
     SQ_KEY_CREATE,
     SQ_KEY_GET,
+    SQ_KEY_LIST_ALL,
+    SQ_KEY_LIST_GROUP,
+    SQ_KEY_UPDATE,
+    SQ_KEY_REVOKE,
     SQ_SNAP_KEYS,
     SQ_SNAP_GROUPS,
     SQ_SNAP_ACCOUNTS,
     SQ_SNAP_BINDINGS,
+    SQ_SNAP_POOLS,
     SQ_PRICES_LIST,
     SQ_EDGE_SEQ_GET,
     SQ_EDGE_SEQ_SET,
@@ -54,6 +72,14 @@ enum sq_stmt {
     "request_id, edge_id, key_id, account_id, model, dialect, input_tokens, output_tokens, "       \
     "cache_read_tokens, cache_write_5m_tokens, cache_write_1h_tokens, reasoning_tokens, "          \
     "status, latency_ms, time_ms, partial, cost_micros"
+
+#define SQ_GROUP_COLS "id, name, created_at, mode, COALESCE(pool_id, 0)"
+#define SQ_ACCOUNT_COLS                                                                            \
+    "id, name, kind, base_url, priority, weight, enabled, created_at, models, max_concurrency, "   \
+    "proxy, disabled_reason, cooldown_until_ms, auth_failures"
+#define SQ_KEY_COLS                                                                                \
+    "id, group_id, name, prefix, enabled, expires_at, created_at, rpm_limit, tpm_limit, "          \
+    "concurrency_limit, allowed_models"
 
 static const char *const sq_sql[SQ_STMT_COUNT] = {
     [SQ_BEGIN] = "BEGIN",
@@ -73,23 +99,66 @@ static const char *const sq_sql[SQ_STMT_COUNT] = {
     [SQ_ADMIN_GET] = "SELECT id, username, password_hash, must_change_password FROM admins "
                      "WHERE username = ?1",
     [SQ_GROUP_CREATE] = "INSERT INTO groups (name, created_at) VALUES (?1, ?2)",
-    [SQ_GROUP_GET] = "SELECT id, name, created_at FROM groups WHERE id = ?1",
+    [SQ_GROUP_GET] = "SELECT " SQ_GROUP_COLS " FROM groups WHERE id = ?1",
+    [SQ_GROUP_LIST] = "SELECT " SQ_GROUP_COLS " FROM groups ORDER BY id",
+    [SQ_GROUP_UPDATE] = "UPDATE groups SET mode = ?2, pool_id = ?3 WHERE id = ?1",
     [SQ_ACCOUNT_CREATE] = "INSERT INTO accounts (name, kind, base_url, credential, priority, "
-                          "weight, enabled, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7)",
-    [SQ_ACCOUNT_GET] = "SELECT id, name, kind, base_url, priority, weight, enabled, created_at "
-                       "FROM accounts WHERE id = ?1",
+                          "weight, enabled, created_at, models, max_concurrency, proxy) "
+                          "VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?8, ?9, ?10)",
+    [SQ_ACCOUNT_GET] = "SELECT " SQ_ACCOUNT_COLS " FROM accounts WHERE id = ?1",
+    [SQ_ACCOUNT_LIST] = "SELECT " SQ_ACCOUNT_COLS " FROM accounts ORDER BY id",
+    /* NULL keeps a column. Enabling clears what disabled or cooled it. */
+    [SQ_ACCOUNT_UPDATE] =
+        "UPDATE accounts SET name = COALESCE(?2, name), base_url = COALESCE(?3, base_url), "
+        "credential = COALESCE(?4, credential), priority = COALESCE(?5, priority), "
+        "weight = COALESCE(?6, weight), models = COALESCE(?7, models), "
+        "max_concurrency = COALESCE(?8, max_concurrency), proxy = COALESCE(?9, proxy), "
+        "enabled = COALESCE(?10, enabled), "
+        "disabled_reason = CASE WHEN ?10 IS NULL THEN disabled_reason "
+        "WHEN ?10 = 1 THEN '' ELSE 'disabled by an admin' END, "
+        "auth_failures = CASE WHEN ?10 = 1 THEN 0 ELSE auth_failures END, "
+        "auth_fail_last_ms = CASE WHEN ?10 = 1 THEN 0 ELSE auth_fail_last_ms END, "
+        "auth_fail_prev_ms = CASE WHEN ?10 = 1 THEN 0 ELSE auth_fail_prev_ms END, "
+        "cooldown_until_ms = CASE WHEN ?10 = 1 THEN 0 ELSE cooldown_until_ms END "
+        "WHERE id = ?1",
+    [SQ_ACCOUNT_HEALTH_GET] = "SELECT enabled, cooldown_until_ms, auth_failures, "
+                              "auth_fail_last_ms, auth_fail_prev_ms FROM accounts WHERE id = ?1",
+    [SQ_ACCOUNT_HEALTH_SET] = "UPDATE accounts SET cooldown_until_ms = ?2, auth_failures = ?3, "
+                              "auth_fail_last_ms = ?4, auth_fail_prev_ms = ?5 WHERE id = ?1",
+    [SQ_ACCOUNT_DISABLE] = "UPDATE accounts SET enabled = 0, disabled_reason = ?2 WHERE id = ?1",
     [SQ_BINDING_CREATE] = "INSERT INTO bindings (group_id, account_id, created_at) "
                           "VALUES (?1, ?2, ?3)",
+    [SQ_POOL_CREATE] = "INSERT INTO pools (name, created_at) VALUES (?1, ?2)",
+    [SQ_POOL_GET] = "SELECT id, name, created_at FROM pools WHERE id = ?1",
+    [SQ_POOL_LIST] = "SELECT id, name, created_at FROM pools ORDER BY id",
+    [SQ_POOL_MEMBERS] = "SELECT pool_id, account_id FROM pool_accounts ORDER BY pool_id, id",
+    [SQ_POOL_MEMBERS_OF] = "SELECT account_id FROM pool_accounts WHERE pool_id = ?1 ORDER BY id",
+    [SQ_POOL_ADD] = "INSERT INTO pool_accounts (pool_id, account_id, created_at) "
+                    "VALUES (?1, ?2, ?3)",
     [SQ_KEY_CREATE] = "INSERT INTO api_keys (key_hash, prefix, name, group_id, enabled, "
-                      "expires_at, created_at) VALUES (?1, ?2, ?3, ?4, 1, 0, ?5)",
-    [SQ_KEY_GET] = "SELECT id, group_id, name, prefix, enabled, expires_at, created_at "
-                   "FROM api_keys WHERE id = ?1",
-    [SQ_SNAP_KEYS] = "SELECT id, key_hash, group_id, enabled, expires_at FROM api_keys "
+                      "expires_at, created_at, rpm_limit, tpm_limit, concurrency_limit, "
+                      "allowed_models) VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6, ?7, ?8, ?9, ?10)",
+    [SQ_KEY_GET] = "SELECT " SQ_KEY_COLS " FROM api_keys WHERE id = ?1 AND revoked_at = 0",
+    [SQ_KEY_LIST_ALL] = "SELECT " SQ_KEY_COLS " FROM api_keys WHERE revoked_at = 0 ORDER BY id",
+    [SQ_KEY_LIST_GROUP] = "SELECT " SQ_KEY_COLS " FROM api_keys WHERE revoked_at = 0 "
+                          "AND group_id = ?1 ORDER BY id",
+    [SQ_KEY_UPDATE] = "UPDATE api_keys SET name = COALESCE(?2, name), "
+                      "enabled = COALESCE(?3, enabled), rpm_limit = COALESCE(?4, rpm_limit), "
+                      "tpm_limit = COALESCE(?5, tpm_limit), "
+                      "concurrency_limit = COALESCE(?6, concurrency_limit), "
+                      "allowed_models = COALESCE(?7, allowed_models), "
+                      "expires_at = COALESCE(?8, expires_at) WHERE id = ?1 AND revoked_at = 0",
+    [SQ_KEY_REVOKE] = "UPDATE api_keys SET revoked_at = ?2, enabled = 0 "
+                      "WHERE id = ?1 AND revoked_at = 0",
+    [SQ_SNAP_KEYS] = "SELECT id, key_hash, group_id, enabled, expires_at, rpm_limit, tpm_limit, "
+                     "concurrency_limit, allowed_models FROM api_keys WHERE revoked_at = 0 "
                      "ORDER BY id",
-    [SQ_SNAP_GROUPS] = "SELECT id, name FROM groups ORDER BY id",
+    [SQ_SNAP_GROUPS] = "SELECT id, name, mode, COALESCE(pool_id, 0) FROM groups ORDER BY id",
     [SQ_SNAP_ACCOUNTS] = "SELECT id, name, kind, base_url, credential, priority, weight, "
-                         "enabled FROM accounts ORDER BY id",
+                         "enabled, models, max_concurrency, proxy, cooldown_until_ms "
+                         "FROM accounts ORDER BY id",
     [SQ_SNAP_BINDINGS] = "SELECT group_id, account_id FROM bindings ORDER BY id",
+    [SQ_SNAP_POOLS] = "SELECT id, name FROM pools ORDER BY id",
     [SQ_PRICES_LIST] = "SELECT model_prefix, input, output, cache_write_5m, cache_write_1h, "
                        "cache_read FROM prices ORDER BY model_prefix",
     [SQ_EDGE_SEQ_GET] = "SELECT last_seq FROM edge_usage_seq WHERE edge_id = ?1",
@@ -203,9 +272,42 @@ static const char sq_migration_2[] =
     " ('claude-3-haiku',       250000,  1250000,   300000,   500000,   30000),"
     " ('fake-',               1000000,  2000000,  1250000,  2000000,  100000);";
 
+/* Routing and limits: account pools, group binding modes, account models,
+ * concurrency, proxy and health, key limits and revocation. Model lists are
+ * JSON arrays of strings ("" = none). */
+static const char sq_migration_3[] =
+    "CREATE TABLE pools ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  name TEXT NOT NULL UNIQUE,"
+    "  created_at INTEGER NOT NULL);"
+    "CREATE TABLE pool_accounts ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  pool_id INTEGER NOT NULL REFERENCES pools (id),"
+    "  account_id INTEGER NOT NULL REFERENCES accounts (id),"
+    "  created_at INTEGER NOT NULL,"
+    "  UNIQUE (pool_id, account_id));"
+    "CREATE INDEX pool_accounts_account ON pool_accounts (account_id);"
+    "ALTER TABLE groups ADD COLUMN mode TEXT NOT NULL DEFAULT 'dedicated'"
+    "  CHECK (mode IN ('dedicated', 'pool', 'hybrid'));"
+    "ALTER TABLE groups ADD COLUMN pool_id INTEGER REFERENCES pools (id);"
+    "ALTER TABLE accounts ADD COLUMN models TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE accounts ADD COLUMN max_concurrency INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE accounts ADD COLUMN proxy TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE accounts ADD COLUMN disabled_reason TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE accounts ADD COLUMN cooldown_until_ms INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE accounts ADD COLUMN auth_failures INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE accounts ADD COLUMN auth_fail_last_ms INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE accounts ADD COLUMN auth_fail_prev_ms INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE api_keys ADD COLUMN rpm_limit INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE api_keys ADD COLUMN tpm_limit INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE api_keys ADD COLUMN concurrency_limit INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE api_keys ADD COLUMN allowed_models TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE api_keys ADD COLUMN revoked_at INTEGER NOT NULL DEFAULT 0;";
+
 static const char *const sq_migrations[] = {
     sq_migration_1,
     sq_migration_2,
+    sq_migration_3,
 };
 
 #define SQ_N_MIGRATIONS (sizeof(sq_migrations) / sizeof(sq_migrations[0]))
@@ -602,6 +704,52 @@ sq_admin_get(void *priv, const char *username, struct hub_admin *out)
     return rv;
 }
 
+static int64_t
+sq_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Binds a model list as its JSON text, "" for none. buf holds the text and
+ * must outlive the statement's step. */
+static void
+sq_bind_models(sqlite3_stmt *s, int i, const char *const *models, size_t n, struct gw_buf *buf)
+{
+    gw_buf_reset(buf);
+    if (n > 0)
+        hub_store_models_to_json(models, n, buf);
+    sqlite3_bind_text(s, i, buf->data != NULL ? buf->data : "", (int)buf->len, SQLITE_STATIC);
+}
+
+static gw_err
+sq_col_models(sqlite3_stmt *s, int i, char ***out, size_t *n_out)
+{
+    const unsigned char *t = sqlite3_column_text(s, i);
+    gw_err rv;
+
+    rv = hub_store_models_from_json((const char *)t,
+                                    t != NULL ? (size_t)sqlite3_column_bytes(s, i) : 0, out, n_out);
+    if (rv != GW_OK)
+        gw_log(GW_LOG_ERROR, "HUB-STORE-SQLITE", "a model list column is not a JSON array");
+    return rv;
+}
+
+/* Grows *arr (of elem_size items, *cap of them) to hold one more than n. */
+static void *
+sq_grow(void *arr, size_t n, size_t *cap, size_t elem_size)
+{
+    if (n < *cap)
+        return arr;
+    *cap = *cap ? *cap * 2 : 16;
+    arr = gw_xrealloc(arr, *cap * elem_size);
+    return arr;
+}
+
+/* ---- groups ------------------------------------------------------------- */
+
 static gw_err
 sq_group_create(void *priv, const char *name, struct hub_group *out)
 {
@@ -633,10 +781,22 @@ sq_group_create(void *priv, const char *name, struct hub_group *out)
     out->id = id;
     snprintf(out->name, sizeof(out->name), "%s", name);
     out->created_at = now;
+    snprintf(out->mode, sizeof(out->mode), "dedicated");
     return GW_OK;
 fail:
     sq_rollback(p);
     return rv;
+}
+
+static void
+sq_group_row(sqlite3_stmt *s, struct hub_group *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->id = (uint64_t)sqlite3_column_int64(s, 0);
+    sq_col_text(s, 1, out->name, sizeof(out->name));
+    out->created_at = sqlite3_column_int64(s, 2);
+    sq_col_text(s, 3, out->mode, sizeof(out->mode));
+    out->pool_id = (uint64_t)sqlite3_column_int64(s, 4);
 }
 
 static gw_err
@@ -652,15 +812,175 @@ sq_group_get(void *priv, uint64_t id, struct hub_group *out)
         return rv;
     sqlite3_bind_int64(s, 1, (sqlite3_int64)id);
     rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW) {
-        out->id = (uint64_t)sqlite3_column_int64(s, 0);
-        sq_col_text(s, 1, out->name, sizeof(out->name));
-        out->created_at = sqlite3_column_int64(s, 2);
-    } else if (rc == SQLITE_DONE) {
+    if (rc == SQLITE_ROW)
+        sq_group_row(s, out);
+    else if (rc == SQLITE_DONE)
         rv = GW_ENOTFOUND;
-    } else {
+    else
         rv = sq_fail(p, sqlite3_extended_errcode(p->db), "group get");
+    sq_done(s);
+    return rv;
+}
+
+static gw_err
+sq_group_list(void *priv, struct hub_group **out, size_t *n_out)
+{
+    struct sq_priv *p = priv;
+    sqlite3_stmt *s = NULL;
+    size_t cap = 0;
+    gw_err rv;
+    int rc;
+
+    rv = sq_stmt(p, SQ_GROUP_LIST, &s);
+    if (rv != GW_OK)
+        return rv;
+    for (rc = sqlite3_step(s); rc == SQLITE_ROW; rc = sqlite3_step(s)) {
+        *out = sq_grow(*out, *n_out, &cap, sizeof(**out));
+        sq_group_row(s, &(*out)[(*n_out)++]);
     }
+    if (rc != SQLITE_DONE)
+        rv = sq_fail(p, sqlite3_extended_errcode(p->db), "group list");
+    sq_done(s);
+    return rv;
+}
+
+static gw_err
+sq_pool_exists(struct sq_priv *p, uint64_t id)
+{
+    sqlite3_stmt *s = NULL;
+    gw_err rv;
+    int rc;
+
+    rv = sq_stmt(p, SQ_POOL_GET, &s);
+    if (rv != GW_OK)
+        return rv;
+    sqlite3_bind_int64(s, 1, (sqlite3_int64)id);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_DONE)
+        rv = GW_ENOTFOUND;
+    else if (rc != SQLITE_ROW)
+        rv = sq_fail(p, sqlite3_extended_errcode(p->db), "pool get");
+    sq_done(s);
+    return rv;
+}
+
+/* Read, merge, check, write: all under the write lock. */
+static gw_err
+sq_group_update(void *priv, uint64_t id, const struct hub_group_patch *patch, struct hub_group *out)
+{
+    struct sq_priv *p = priv;
+    struct hub_group cur;
+    sqlite3_stmt *s = NULL;
+    gw_err rv;
+
+    rv = sq_begin(p, 1);
+    if (rv != GW_OK)
+        return rv;
+    rv = sq_group_get(p, id, &cur);
+    if (rv != GW_OK)
+        goto fail;
+    if (patch->fields & HUB_GROUP_SET_MODE)
+        snprintf(cur.mode, sizeof(cur.mode), "%s", patch->mode);
+    if (patch->fields & HUB_GROUP_SET_POOL)
+        cur.pool_id = patch->pool_id;
+    if (strcmp(cur.mode, "dedicated") != 0 && cur.pool_id == 0) {
+        rv = GW_EINVAL;
+        goto fail;
+    }
+    if (cur.pool_id != 0) {
+        rv = sq_pool_exists(p, cur.pool_id);
+        if (rv != GW_OK)
+            goto fail;
+    }
+    rv = sq_stmt(p, SQ_GROUP_UPDATE, &s);
+    if (rv != GW_OK)
+        goto fail;
+    sqlite3_bind_int64(s, 1, (sqlite3_int64)id);
+    sq_bind_text(s, 2, cur.mode);
+    if (cur.pool_id != 0)
+        sqlite3_bind_int64(s, 3, (sqlite3_int64)cur.pool_id);
+    rv = sq_run(p, s, "group update");
+    if (rv != GW_OK)
+        goto fail;
+    rv = sq_config_changed(p, "group", id, "update");
+    if (rv != GW_OK)
+        goto fail;
+    rv = sq_commit(p);
+    if (rv != GW_OK)
+        goto fail;
+    *out = cur;
+    return GW_OK;
+fail:
+    sq_rollback(p);
+    return rv;
+}
+
+/* ---- accounts ----------------------------------------------------------- */
+
+static gw_err
+sq_account_row(sqlite3_stmt *s, struct hub_account *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->id = (uint64_t)sqlite3_column_int64(s, 0);
+    sq_col_text(s, 1, out->name, sizeof(out->name));
+    sq_col_text(s, 2, out->kind, sizeof(out->kind));
+    sq_col_text(s, 3, out->base_url, sizeof(out->base_url));
+    out->priority = sqlite3_column_int(s, 4);
+    out->weight = sqlite3_column_int(s, 5);
+    out->enabled = sqlite3_column_int(s, 6) != 0;
+    out->created_at = sqlite3_column_int64(s, 7);
+    out->max_concurrency = (uint32_t)sqlite3_column_int64(s, 9);
+    sq_col_text(s, 10, out->proxy, sizeof(out->proxy));
+    sq_col_text(s, 11, out->disabled_reason, sizeof(out->disabled_reason));
+    out->cooldown_until_ms = sqlite3_column_int64(s, 12);
+    out->auth_failures = (uint32_t)sqlite3_column_int64(s, 13);
+    return sq_col_models(s, 8, &out->models, &out->n_models);
+}
+
+static gw_err
+sq_account_get(void *priv, uint64_t id, struct hub_account *out)
+{
+    struct sq_priv *p = priv;
+    sqlite3_stmt *s = NULL;
+    gw_err rv;
+    int rc;
+
+    rv = sq_stmt(p, SQ_ACCOUNT_GET, &s);
+    if (rv != GW_OK)
+        return rv;
+    sqlite3_bind_int64(s, 1, (sqlite3_int64)id);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        rv = sq_account_row(s, out);
+    else if (rc == SQLITE_DONE)
+        rv = GW_ENOTFOUND;
+    else
+        rv = sq_fail(p, sqlite3_extended_errcode(p->db), "account get");
+    sq_done(s);
+    return rv;
+}
+
+static gw_err
+sq_account_list(void *priv, struct hub_account **out, size_t *n_out)
+{
+    struct sq_priv *p = priv;
+    sqlite3_stmt *s = NULL;
+    size_t cap = 0;
+    gw_err rv;
+    int rc;
+
+    rv = sq_stmt(p, SQ_ACCOUNT_LIST, &s);
+    if (rv != GW_OK)
+        return rv;
+    for (rc = sqlite3_step(s); rc == SQLITE_ROW; rc = sqlite3_step(s)) {
+        *out = sq_grow(*out, *n_out, &cap, sizeof(**out));
+        /* Counted first: the wrapper frees what a failed row holds. */
+        rv = sq_account_row(s, &(*out)[(*n_out)++]);
+        if (rv != GW_OK)
+            break;
+    }
+    if (rv == GW_OK && rc != SQLITE_DONE)
+        rv = sq_fail(p, sqlite3_extended_errcode(p->db), "account list");
     sq_done(s);
     return rv;
 }
@@ -669,9 +989,9 @@ static gw_err
 sq_account_create(void *priv, const struct hub_account_new *in, struct hub_account *out)
 {
     struct sq_priv *p = priv;
-    int64_t now = sq_now();
+    struct gw_buf models = GW_BUF_INIT;
     sqlite3_stmt *s = NULL;
-    uint64_t id;
+    uint64_t id = 0;
     gw_err rv;
 
     rv = sq_begin(p, 1);
@@ -689,7 +1009,10 @@ sq_account_create(void *priv, const struct hub_account_new *in, struct hub_accou
                       (int)in->credential_sealed_len, SQLITE_STATIC);
     sqlite3_bind_int(s, 5, in->priority);
     sqlite3_bind_int(s, 6, in->weight);
-    sqlite3_bind_int64(s, 7, now);
+    sqlite3_bind_int64(s, 7, sq_now());
+    sq_bind_models(s, 8, in->models, in->n_models, &models);
+    sqlite3_bind_int64(s, 9, in->max_concurrency);
+    sq_bind_text(s, 10, in->proxy);
     rv = sq_run(p, s, "account insert");
     if (rv != GW_OK)
         goto fail;
@@ -700,49 +1023,131 @@ sq_account_create(void *priv, const struct hub_account_new *in, struct hub_accou
     rv = sq_commit(p);
     if (rv != GW_OK)
         goto fail;
-    memset(out, 0, sizeof(*out));
-    out->id = id;
-    snprintf(out->name, sizeof(out->name), "%s", in->name);
-    snprintf(out->kind, sizeof(out->kind), "%s", in->kind);
-    snprintf(out->base_url, sizeof(out->base_url), "%s", in->base_url ? in->base_url : "");
-    out->priority = in->priority;
-    out->weight = in->weight;
-    out->enabled = 1;
-    out->created_at = now;
-    return GW_OK;
+    gw_buf_fini(&models);
+    return sq_account_get(p, id, out);
 fail:
     sq_rollback(p);
+    gw_buf_fini(&models);
     return rv;
 }
 
 static gw_err
-sq_account_get(void *priv, uint64_t id, struct hub_account *out)
+sq_account_update(void *priv, uint64_t id, const struct hub_account_patch *patch,
+                  struct hub_account *out)
 {
     struct sq_priv *p = priv;
+    struct gw_buf models = GW_BUF_INIT;
     sqlite3_stmt *s = NULL;
+    unsigned f = patch->fields;
+    gw_err rv;
+
+    rv = sq_begin(p, 1);
+    if (rv != GW_OK)
+        return rv;
+    rv = sq_stmt(p, SQ_ACCOUNT_UPDATE, &s);
+    if (rv != GW_OK)
+        goto fail;
+    /* Unbound parameters are NULL: the column keeps its value. */
+    sqlite3_bind_int64(s, 1, (sqlite3_int64)id);
+    if (f & HUB_ACCOUNT_SET_NAME)
+        sq_bind_text(s, 2, patch->name);
+    if (f & HUB_ACCOUNT_SET_BASE_URL)
+        sq_bind_text(s, 3, patch->base_url);
+    if (f & HUB_ACCOUNT_SET_CREDENTIAL)
+        sqlite3_bind_blob(
+            s, 4, patch->credential_sealed != NULL ? (const void *)patch->credential_sealed : "",
+            (int)patch->credential_sealed_len, SQLITE_STATIC);
+    if (f & HUB_ACCOUNT_SET_PRIORITY)
+        sqlite3_bind_int(s, 5, patch->priority);
+    if (f & HUB_ACCOUNT_SET_WEIGHT)
+        sqlite3_bind_int(s, 6, patch->weight);
+    if (f & HUB_ACCOUNT_SET_MODELS)
+        sq_bind_models(s, 7, patch->models, patch->n_models, &models);
+    if (f & HUB_ACCOUNT_SET_MAX_CONCURRENCY)
+        sqlite3_bind_int64(s, 8, patch->max_concurrency);
+    if (f & HUB_ACCOUNT_SET_PROXY)
+        sq_bind_text(s, 9, patch->proxy);
+    if (f & HUB_ACCOUNT_SET_ENABLED)
+        sqlite3_bind_int(s, 10, patch->enabled ? 1 : 0);
+    rv = sq_run(p, s, "account update");
+    if (rv != GW_OK)
+        goto fail;
+    if (sqlite3_changes(p->db) == 0) {
+        rv = GW_ENOTFOUND;
+        goto fail;
+    }
+    rv = sq_config_changed(p, "account", id, "update");
+    if (rv != GW_OK)
+        goto fail;
+    rv = sq_commit(p);
+    if (rv != GW_OK)
+        goto fail;
+    gw_buf_fini(&models);
+    return sq_account_get(p, id, out);
+fail:
+    sq_rollback(p);
+    gw_buf_fini(&models);
+    return rv;
+}
+
+/* Applies one account event inside the caller's write transaction. */
+static gw_err
+sq_account_event(struct sq_priv *p, const struct gw_account_event *ev, int64_t now_ms)
+{
+    struct hub_store_account_health h;
+    sqlite3_stmt *s = NULL;
+    char reason[128];
+    unsigned changed;
     gw_err rv;
     int rc;
 
-    rv = sq_stmt(p, SQ_ACCOUNT_GET, &s);
+    rv = sq_stmt(p, SQ_ACCOUNT_HEALTH_GET, &s);
     if (rv != GW_OK)
         return rv;
-    sqlite3_bind_int64(s, 1, (sqlite3_int64)id);
+    sqlite3_bind_int64(s, 1, (sqlite3_int64)ev->account_id);
     rc = sqlite3_step(s);
     if (rc == SQLITE_ROW) {
-        out->id = (uint64_t)sqlite3_column_int64(s, 0);
-        sq_col_text(s, 1, out->name, sizeof(out->name));
-        sq_col_text(s, 2, out->kind, sizeof(out->kind));
-        sq_col_text(s, 3, out->base_url, sizeof(out->base_url));
-        out->priority = sqlite3_column_int(s, 4);
-        out->weight = sqlite3_column_int(s, 5);
-        out->enabled = sqlite3_column_int(s, 6) != 0;
-        out->created_at = sqlite3_column_int64(s, 7);
-    } else if (rc == SQLITE_DONE) {
-        rv = GW_ENOTFOUND;
-    } else {
-        rv = sq_fail(p, sqlite3_extended_errcode(p->db), "account get");
+        memset(&h, 0, sizeof(h));
+        h.enabled = sqlite3_column_int(s, 0) != 0;
+        h.cooldown_until_ms = sqlite3_column_int64(s, 1);
+        h.auth_failures = (uint32_t)sqlite3_column_int64(s, 2);
+        h.auth_fail_last_ms = sqlite3_column_int64(s, 3);
+        h.auth_fail_prev_ms = sqlite3_column_int64(s, 4);
+    } else if (rc != SQLITE_DONE) {
+        rv = sq_fail(p, sqlite3_extended_errcode(p->db), "account health get");
     }
     sq_done(s);
+    if (rv != GW_OK || rc == SQLITE_DONE)
+        return rv; /* an unknown account: nothing to change */
+    changed = hub_store_account_event_apply(&h, ev, now_ms, reason, sizeof(reason));
+    if (changed == 0)
+        return GW_OK;
+    rv = sq_stmt(p, SQ_ACCOUNT_HEALTH_SET, &s);
+    if (rv != GW_OK)
+        return rv;
+    sqlite3_bind_int64(s, 1, (sqlite3_int64)ev->account_id);
+    sqlite3_bind_int64(s, 2, h.cooldown_until_ms);
+    sqlite3_bind_int64(s, 3, h.auth_failures);
+    sqlite3_bind_int64(s, 4, h.auth_fail_last_ms);
+    sqlite3_bind_int64(s, 5, h.auth_fail_prev_ms);
+    rv = sq_run(p, s, "account health set");
+    if (rv != GW_OK)
+        return rv;
+    if (changed & HUB_STORE_EVENT_DISABLED) {
+        rv = sq_stmt(p, SQ_ACCOUNT_DISABLE, &s);
+        if (rv != GW_OK)
+            return rv;
+        sqlite3_bind_int64(s, 1, (sqlite3_int64)ev->account_id);
+        sq_bind_text(s, 2, reason);
+        rv = sq_run(p, s, "account disable");
+        if (rv == GW_OK)
+            rv = sq_config_changed(p, "account", ev->account_id, "disable");
+        if (rv == GW_OK)
+            gw_log(GW_LOG_WARN, "HUB-ACCOUNT-DISABLED", "account %llu disabled: %s",
+                   (unsigned long long)ev->account_id, reason);
+    }
+    if (rv == GW_OK && (changed & HUB_STORE_EVENT_COOLDOWN))
+        rv = sq_config_changed(p, "account", ev->account_id, "cooldown");
     return rv;
 }
 
@@ -777,8 +1182,10 @@ fail:
     return rv;
 }
 
+/* ---- pools -------------------------------------------------------------- */
+
 static gw_err
-sq_key_create(void *priv, const struct hub_key_new *in, struct hub_key *out)
+sq_pool_create(void *priv, const char *name, struct hub_pool *out)
 {
     struct sq_priv *p = priv;
     int64_t now = sq_now();
@@ -789,36 +1196,215 @@ sq_key_create(void *priv, const struct hub_key_new *in, struct hub_key *out)
     rv = sq_begin(p, 1);
     if (rv != GW_OK)
         return rv;
-    rv = sq_stmt(p, SQ_KEY_CREATE, &s);
+    rv = sq_stmt(p, SQ_POOL_CREATE, &s);
     if (rv != GW_OK)
         goto fail;
-    sqlite3_bind_blob(s, 1, in->key_hash, GW_SHA256_LEN, SQLITE_STATIC);
-    sq_bind_text(s, 2, in->prefix);
-    sq_bind_text(s, 3, in->name);
-    sqlite3_bind_int64(s, 4, (sqlite3_int64)in->group_id);
-    sqlite3_bind_int64(s, 5, now);
-    rv = sq_run(p, s, "key insert");
+    sq_bind_text(s, 1, name);
+    sqlite3_bind_int64(s, 2, now);
+    rv = sq_run(p, s, "pool insert");
     if (rv != GW_OK)
         goto fail;
     id = (uint64_t)sqlite3_last_insert_rowid(p->db);
-    rv = sq_config_changed(p, "key", id, "create");
+    rv = sq_config_changed(p, "pool", id, "create");
     if (rv != GW_OK)
         goto fail;
     rv = sq_commit(p);
     if (rv != GW_OK)
         goto fail;
-    memset(out, 0, sizeof(*out));
     out->id = id;
-    out->group_id = in->group_id;
-    snprintf(out->name, sizeof(out->name), "%s", in->name ? in->name : "");
-    snprintf(out->prefix, sizeof(out->prefix), "%s", in->prefix);
-    out->enabled = 1;
-    out->expires_at = 0;
+    snprintf(out->name, sizeof(out->name), "%s", name);
     out->created_at = now;
     return GW_OK;
 fail:
     sq_rollback(p);
     return rv;
+}
+
+/* Every pool membership, ordered by pool then by when it was added. */
+struct sq_member {
+    uint64_t pool_id;
+    uint64_t account_id;
+};
+
+static gw_err
+sq_pool_members(struct sq_priv *p, struct sq_member **out, size_t *n_out)
+{
+    sqlite3_stmt *s = NULL;
+    size_t cap = 0;
+    gw_err rv;
+    int rc;
+
+    *out = NULL;
+    *n_out = 0;
+    rv = sq_stmt(p, SQ_POOL_MEMBERS, &s);
+    if (rv != GW_OK)
+        return rv;
+    for (rc = sqlite3_step(s); rc == SQLITE_ROW; rc = sqlite3_step(s)) {
+        *out = sq_grow(*out, *n_out, &cap, sizeof(**out));
+        (*out)[*n_out].pool_id = (uint64_t)sqlite3_column_int64(s, 0);
+        (*out)[*n_out].account_id = (uint64_t)sqlite3_column_int64(s, 1);
+        (*n_out)++;
+    }
+    if (rc != SQLITE_DONE)
+        rv = sq_fail(p, sqlite3_extended_errcode(p->db), "pool members");
+    sq_done(s);
+    return rv;
+}
+
+/* Copies the members of pool `id` out of m (sorted by pool), starting the
+ * scan at *pos; pools must be visited in ascending id order. */
+static void
+sq_take_members(const struct sq_member *m, size_t n, size_t *pos, uint64_t id, uint64_t **ids,
+                size_t *n_ids)
+{
+    size_t start;
+
+    while (*pos < n && m[*pos].pool_id < id)
+        (*pos)++;
+    start = *pos;
+    while (*pos < n && m[*pos].pool_id == id)
+        (*pos)++;
+    *ids = NULL;
+    *n_ids = *pos - start;
+    if (*n_ids == 0)
+        return;
+    *ids = gw_xcalloc(*n_ids, sizeof(**ids));
+    for (size_t i = 0; i < *n_ids; i++)
+        (*ids)[i] = m[start + i].account_id;
+}
+
+static gw_err
+sq_pool_get(void *priv, uint64_t id, struct hub_pool *out)
+{
+    struct sq_priv *p = priv;
+    sqlite3_stmt *s = NULL;
+    size_t cap = 0;
+    gw_err rv;
+    int rc;
+
+    rv = sq_stmt(p, SQ_POOL_GET, &s);
+    if (rv != GW_OK)
+        return rv;
+    sqlite3_bind_int64(s, 1, (sqlite3_int64)id);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        out->id = (uint64_t)sqlite3_column_int64(s, 0);
+        sq_col_text(s, 1, out->name, sizeof(out->name));
+        out->created_at = sqlite3_column_int64(s, 2);
+    } else if (rc == SQLITE_DONE) {
+        rv = GW_ENOTFOUND;
+    } else {
+        rv = sq_fail(p, sqlite3_extended_errcode(p->db), "pool get");
+    }
+    sq_done(s);
+    if (rv != GW_OK)
+        return rv;
+    rv = sq_stmt(p, SQ_POOL_MEMBERS_OF, &s);
+    if (rv != GW_OK)
+        return rv;
+    sqlite3_bind_int64(s, 1, (sqlite3_int64)id);
+    for (rc = sqlite3_step(s); rc == SQLITE_ROW; rc = sqlite3_step(s)) {
+        out->account_ids =
+            sq_grow(out->account_ids, out->n_account_ids, &cap, sizeof(*out->account_ids));
+        out->account_ids[out->n_account_ids++] = (uint64_t)sqlite3_column_int64(s, 0);
+    }
+    if (rc != SQLITE_DONE)
+        rv = sq_fail(p, sqlite3_extended_errcode(p->db), "pool members of");
+    sq_done(s);
+    return rv;
+}
+
+static gw_err
+sq_pool_list(void *priv, struct hub_pool **out, size_t *n_out)
+{
+    struct sq_priv *p = priv;
+    struct sq_member *m = NULL;
+    sqlite3_stmt *s = NULL;
+    size_t cap = 0, n_m = 0, pos = 0;
+    gw_err rv;
+    int rc;
+
+    rv = sq_begin(p, 0);
+    if (rv != GW_OK)
+        return rv;
+    rv = sq_stmt(p, SQ_POOL_LIST, &s);
+    if (rv != GW_OK)
+        goto out;
+    for (rc = sqlite3_step(s); rc == SQLITE_ROW; rc = sqlite3_step(s)) {
+        struct hub_pool *pl;
+
+        *out = sq_grow(*out, *n_out, &cap, sizeof(**out));
+        pl = &(*out)[(*n_out)++];
+        memset(pl, 0, sizeof(*pl));
+        pl->id = (uint64_t)sqlite3_column_int64(s, 0);
+        sq_col_text(s, 1, pl->name, sizeof(pl->name));
+        pl->created_at = sqlite3_column_int64(s, 2);
+    }
+    if (rc != SQLITE_DONE)
+        rv = sq_fail(p, sqlite3_extended_errcode(p->db), "pool list");
+    sq_done(s);
+    if (rv == GW_OK)
+        rv = sq_pool_members(p, &m, &n_m);
+    for (size_t i = 0; rv == GW_OK && i < *n_out; i++)
+        sq_take_members(m, n_m, &pos, (*out)[i].id, &(*out)[i].account_ids,
+                        &(*out)[i].n_account_ids);
+    free(m);
+    if (rv == GW_OK)
+        rv = sq_commit(p);
+out:
+    if (rv != GW_OK)
+        sq_rollback(p);
+    return rv;
+}
+
+static gw_err
+sq_pool_add_account(void *priv, uint64_t pool_id, uint64_t account_id)
+{
+    struct sq_priv *p = priv;
+    sqlite3_stmt *s = NULL;
+    gw_err rv;
+
+    rv = sq_begin(p, 1);
+    if (rv != GW_OK)
+        return rv;
+    rv = sq_stmt(p, SQ_POOL_ADD, &s);
+    if (rv != GW_OK)
+        goto fail;
+    sqlite3_bind_int64(s, 1, (sqlite3_int64)pool_id);
+    sqlite3_bind_int64(s, 2, (sqlite3_int64)account_id);
+    sqlite3_bind_int64(s, 3, sq_now());
+    rv = sq_run(p, s, "pool account insert");
+    if (rv != GW_OK)
+        goto fail;
+    rv = sq_config_changed(p, "pool_account", (uint64_t)sqlite3_last_insert_rowid(p->db), "create");
+    if (rv != GW_OK)
+        goto fail;
+    rv = sq_commit(p);
+    if (rv != GW_OK)
+        goto fail;
+    return GW_OK;
+fail:
+    sq_rollback(p);
+    return rv;
+}
+
+/* ---- keys --------------------------------------------------------------- */
+
+static gw_err
+sq_key_row(sqlite3_stmt *s, struct hub_key *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->id = (uint64_t)sqlite3_column_int64(s, 0);
+    out->group_id = (uint64_t)sqlite3_column_int64(s, 1);
+    sq_col_text(s, 2, out->name, sizeof(out->name));
+    sq_col_text(s, 3, out->prefix, sizeof(out->prefix));
+    out->enabled = sqlite3_column_int(s, 4) != 0;
+    out->expires_at = sqlite3_column_int64(s, 5);
+    out->created_at = sqlite3_column_int64(s, 6);
+    out->rpm_limit = (uint32_t)sqlite3_column_int64(s, 7);
+    out->tpm_limit = (uint32_t)sqlite3_column_int64(s, 8);
+    out->concurrency_limit = (uint32_t)sqlite3_column_int64(s, 9);
+    return sq_col_models(s, 10, &out->allowed_models, &out->n_allowed_models);
 }
 
 static gw_err
@@ -834,33 +1420,171 @@ sq_key_get(void *priv, uint64_t id, struct hub_key *out)
         return rv;
     sqlite3_bind_int64(s, 1, (sqlite3_int64)id);
     rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW) {
-        out->id = (uint64_t)sqlite3_column_int64(s, 0);
-        out->group_id = (uint64_t)sqlite3_column_int64(s, 1);
-        sq_col_text(s, 2, out->name, sizeof(out->name));
-        sq_col_text(s, 3, out->prefix, sizeof(out->prefix));
-        out->enabled = sqlite3_column_int(s, 4) != 0;
-        out->expires_at = sqlite3_column_int64(s, 5);
-        out->created_at = sqlite3_column_int64(s, 6);
-    } else if (rc == SQLITE_DONE) {
+    if (rc == SQLITE_ROW)
+        rv = sq_key_row(s, out);
+    else if (rc == SQLITE_DONE)
         rv = GW_ENOTFOUND;
-    } else {
+    else
         rv = sq_fail(p, sqlite3_extended_errcode(p->db), "key get");
-    }
     sq_done(s);
     return rv;
 }
 
-/* Grows *arr (of elem_size items, *cap of them) to hold one more than n. */
-static void *
-sq_grow(void *arr, size_t n, size_t *cap, size_t elem_size)
+static gw_err
+sq_key_list(void *priv, uint64_t group_id, struct hub_key **out, size_t *n_out)
 {
-    if (n < *cap)
-        return arr;
-    *cap = *cap ? *cap * 2 : 16;
-    arr = gw_xrealloc(arr, *cap * elem_size);
-    return arr;
+    struct sq_priv *p = priv;
+    sqlite3_stmt *s = NULL;
+    size_t cap = 0;
+    gw_err rv;
+    int rc;
+
+    rv = sq_stmt(p, group_id != 0 ? SQ_KEY_LIST_GROUP : SQ_KEY_LIST_ALL, &s);
+    if (rv != GW_OK)
+        return rv;
+    if (group_id != 0)
+        sqlite3_bind_int64(s, 1, (sqlite3_int64)group_id);
+    for (rc = sqlite3_step(s); rc == SQLITE_ROW; rc = sqlite3_step(s)) {
+        *out = sq_grow(*out, *n_out, &cap, sizeof(**out));
+        rv = sq_key_row(s, &(*out)[(*n_out)++]);
+        if (rv != GW_OK)
+            break;
+    }
+    if (rv == GW_OK && rc != SQLITE_DONE)
+        rv = sq_fail(p, sqlite3_extended_errcode(p->db), "key list");
+    sq_done(s);
+    return rv;
 }
+
+static gw_err
+sq_key_create(void *priv, const struct hub_key_new *in, struct hub_key *out)
+{
+    struct sq_priv *p = priv;
+    struct gw_buf models = GW_BUF_INIT;
+    sqlite3_stmt *s = NULL;
+    uint64_t id = 0;
+    gw_err rv;
+
+    rv = sq_begin(p, 1);
+    if (rv != GW_OK)
+        return rv;
+    rv = sq_stmt(p, SQ_KEY_CREATE, &s);
+    if (rv != GW_OK)
+        goto fail;
+    sqlite3_bind_blob(s, 1, in->key_hash, GW_SHA256_LEN, SQLITE_STATIC);
+    sq_bind_text(s, 2, in->prefix);
+    sq_bind_text(s, 3, in->name);
+    sqlite3_bind_int64(s, 4, (sqlite3_int64)in->group_id);
+    sqlite3_bind_int64(s, 5, in->expires_at);
+    sqlite3_bind_int64(s, 6, sq_now());
+    sqlite3_bind_int64(s, 7, in->rpm_limit);
+    sqlite3_bind_int64(s, 8, in->tpm_limit);
+    sqlite3_bind_int64(s, 9, in->concurrency_limit);
+    sq_bind_models(s, 10, in->allowed_models, in->n_allowed_models, &models);
+    rv = sq_run(p, s, "key insert");
+    if (rv != GW_OK)
+        goto fail;
+    id = (uint64_t)sqlite3_last_insert_rowid(p->db);
+    rv = sq_config_changed(p, "key", id, "create");
+    if (rv != GW_OK)
+        goto fail;
+    rv = sq_commit(p);
+    if (rv != GW_OK)
+        goto fail;
+    gw_buf_fini(&models);
+    return sq_key_get(p, id, out);
+fail:
+    sq_rollback(p);
+    gw_buf_fini(&models);
+    return rv;
+}
+
+static gw_err
+sq_key_update(void *priv, uint64_t id, const struct hub_key_patch *patch, struct hub_key *out)
+{
+    struct sq_priv *p = priv;
+    struct gw_buf models = GW_BUF_INIT;
+    sqlite3_stmt *s = NULL;
+    unsigned f = patch->fields;
+    gw_err rv;
+
+    rv = sq_begin(p, 1);
+    if (rv != GW_OK)
+        return rv;
+    rv = sq_stmt(p, SQ_KEY_UPDATE, &s);
+    if (rv != GW_OK)
+        goto fail;
+    sqlite3_bind_int64(s, 1, (sqlite3_int64)id);
+    if (f & HUB_KEY_SET_NAME)
+        sq_bind_text(s, 2, patch->name);
+    if (f & HUB_KEY_SET_ENABLED)
+        sqlite3_bind_int(s, 3, patch->enabled ? 1 : 0);
+    if (f & HUB_KEY_SET_RPM)
+        sqlite3_bind_int64(s, 4, patch->rpm_limit);
+    if (f & HUB_KEY_SET_TPM)
+        sqlite3_bind_int64(s, 5, patch->tpm_limit);
+    if (f & HUB_KEY_SET_CONCURRENCY)
+        sqlite3_bind_int64(s, 6, patch->concurrency_limit);
+    if (f & HUB_KEY_SET_ALLOWED_MODELS)
+        sq_bind_models(s, 7, patch->allowed_models, patch->n_allowed_models, &models);
+    if (f & HUB_KEY_SET_EXPIRES_AT)
+        sqlite3_bind_int64(s, 8, patch->expires_at);
+    rv = sq_run(p, s, "key update");
+    if (rv != GW_OK)
+        goto fail;
+    if (sqlite3_changes(p->db) == 0) {
+        rv = GW_ENOTFOUND;
+        goto fail;
+    }
+    rv = sq_config_changed(p, "key", id, "update");
+    if (rv != GW_OK)
+        goto fail;
+    rv = sq_commit(p);
+    if (rv != GW_OK)
+        goto fail;
+    gw_buf_fini(&models);
+    return sq_key_get(p, id, out);
+fail:
+    sq_rollback(p);
+    gw_buf_fini(&models);
+    return rv;
+}
+
+static gw_err
+sq_key_revoke(void *priv, uint64_t id)
+{
+    struct sq_priv *p = priv;
+    sqlite3_stmt *s = NULL;
+    gw_err rv;
+
+    rv = sq_begin(p, 1);
+    if (rv != GW_OK)
+        return rv;
+    rv = sq_stmt(p, SQ_KEY_REVOKE, &s);
+    if (rv != GW_OK)
+        goto fail;
+    sqlite3_bind_int64(s, 1, (sqlite3_int64)id);
+    sqlite3_bind_int64(s, 2, sq_now());
+    rv = sq_run(p, s, "key revoke");
+    if (rv != GW_OK)
+        goto fail;
+    if (sqlite3_changes(p->db) == 0) {
+        rv = GW_ENOTFOUND;
+        goto fail;
+    }
+    rv = sq_config_changed(p, "key", id, "revoke");
+    if (rv != GW_OK)
+        goto fail;
+    rv = sq_commit(p);
+    if (rv != GW_OK)
+        goto fail;
+    return GW_OK;
+fail:
+    sq_rollback(p);
+    return rv;
+}
+
+/* ---- snapshot ----------------------------------------------------------- */
 
 static gw_err
 sq_snap_keys(struct sq_priv *p, struct gw_wire_snapshot *out)
@@ -889,6 +1613,12 @@ sq_snap_keys(struct sq_priv *p, struct gw_wire_snapshot *out)
         k->group_id = (uint64_t)sqlite3_column_int64(s, 2);
         k->enabled = sqlite3_column_int(s, 3) != 0;
         k->expires_at = sqlite3_column_int64(s, 4);
+        k->rpm_limit = (uint32_t)sqlite3_column_int64(s, 5);
+        k->tpm_limit = (uint32_t)sqlite3_column_int64(s, 6);
+        k->concurrency_limit = (uint32_t)sqlite3_column_int64(s, 7);
+        rv = sq_col_models(s, 8, &k->allowed_models, &k->n_allowed_models);
+        if (rv != GW_OK)
+            break;
     }
     if (rv == GW_OK && rc != SQLITE_DONE)
         rv = sq_fail(p, sqlite3_extended_errcode(p->db), "snapshot keys");
@@ -912,8 +1642,11 @@ sq_snap_groups(struct sq_priv *p, struct gw_wire_snapshot *out)
 
         out->groups = sq_grow(out->groups, out->n_groups, &cap, sizeof(*out->groups));
         g = &out->groups[out->n_groups++];
+        memset(g, 0, sizeof(*g));
         g->id = (uint64_t)sqlite3_column_int64(s, 0);
         g->name = sq_col_strdup(s, 1);
+        g->mode = sq_col_strdup(s, 2);
+        g->pool_id = (uint64_t)sqlite3_column_int64(s, 3);
     }
     if (rc != SQLITE_DONE)
         rv = sq_fail(p, sqlite3_extended_errcode(p->db), "snapshot groups");
@@ -952,8 +1685,15 @@ sq_snap_accounts(struct sq_priv *p, struct gw_wire_snapshot *out)
         a->priority = sqlite3_column_int(s, 5);
         a->weight = sqlite3_column_int(s, 6);
         a->enabled = sqlite3_column_int(s, 7) != 0;
+        a->max_concurrency = (uint32_t)sqlite3_column_int64(s, 9);
+        if (sqlite3_column_bytes(s, 10) > 0)
+            a->proxy = sq_col_strdup(s, 10);
+        a->cooldown_until_ms = sqlite3_column_int64(s, 11);
+        rv = sq_col_models(s, 8, &a->models, &a->n_models);
+        if (rv != GW_OK)
+            break;
     }
-    if (rc != SQLITE_DONE)
+    if (rv == GW_OK && rc != SQLITE_DONE)
         rv = sq_fail(p, sqlite3_extended_errcode(p->db), "snapshot accounts");
     sq_done(s);
     return rv;
@@ -984,6 +1724,39 @@ sq_snap_bindings(struct sq_priv *p, struct gw_wire_snapshot *out)
     return rv;
 }
 
+static gw_err
+sq_snap_pools(struct sq_priv *p, struct gw_wire_snapshot *out)
+{
+    struct sq_member *m = NULL;
+    sqlite3_stmt *s = NULL;
+    size_t cap = 0, n_m = 0, pos = 0;
+    gw_err rv;
+    int rc;
+
+    rv = sq_stmt(p, SQ_SNAP_POOLS, &s);
+    if (rv != GW_OK)
+        return rv;
+    for (rc = sqlite3_step(s); rc == SQLITE_ROW; rc = sqlite3_step(s)) {
+        struct gw_wire_pool *pl;
+
+        out->pools = sq_grow(out->pools, out->n_pools, &cap, sizeof(*out->pools));
+        pl = &out->pools[out->n_pools++];
+        memset(pl, 0, sizeof(*pl));
+        pl->id = (uint64_t)sqlite3_column_int64(s, 0);
+        pl->name = sq_col_strdup(s, 1);
+    }
+    if (rc != SQLITE_DONE)
+        rv = sq_fail(p, sqlite3_extended_errcode(p->db), "snapshot pools");
+    sq_done(s);
+    if (rv == GW_OK)
+        rv = sq_pool_members(p, &m, &n_m);
+    for (size_t i = 0; rv == GW_OK && i < out->n_pools; i++)
+        sq_take_members(m, n_m, &pos, out->pools[i].id, &out->pools[i].account_ids,
+                        &out->pools[i].n_account_ids);
+    free(m);
+    return rv;
+}
+
 /* One read transaction, so the version and the rows agree. The wrapper
  * frees a partial result on failure. */
 static gw_err
@@ -1008,6 +1781,9 @@ sq_snapshot_load(void *priv, struct gw_wire_snapshot *out)
     if (rv != GW_OK)
         goto fail;
     rv = sq_snap_bindings(p, out);
+    if (rv != GW_OK)
+        goto fail;
+    rv = sq_snap_pools(p, out);
     if (rv != GW_OK)
         goto fail;
     rv = sq_commit(p);
@@ -1139,6 +1915,14 @@ sq_usage_apply(void *priv, const struct gw_wire_usage_batch *batch, const int64_
     sqlite3_clear_bindings(s);
     if (rv != GW_OK)
         goto fail;
+    if (batch->n_account_events > 0) {
+        int64_t now_ms = sq_now_ms();
+
+        for (size_t i = 0; i < batch->n_account_events && rv == GW_OK; i++)
+            rv = sq_account_event(p, &batch->account_events[i], now_ms);
+        if (rv != GW_OK)
+            goto fail;
+    }
     rv = sq_stmt(p, SQ_EDGE_SEQ_SET, &s);
     if (rv != GW_OK)
         goto fail;
@@ -1232,11 +2016,22 @@ const struct hub_store_ops hub_store_sqlite_ops = {
     .admin_get = sq_admin_get,
     .group_create = sq_group_create,
     .group_get = sq_group_get,
+    .group_list = sq_group_list,
+    .group_update = sq_group_update,
     .account_create = sq_account_create,
     .account_get = sq_account_get,
+    .account_list = sq_account_list,
+    .account_update = sq_account_update,
     .binding_create = sq_binding_create,
+    .pool_create = sq_pool_create,
+    .pool_get = sq_pool_get,
+    .pool_list = sq_pool_list,
+    .pool_add_account = sq_pool_add_account,
     .key_create = sq_key_create,
     .key_get = sq_key_get,
+    .key_list = sq_key_list,
+    .key_update = sq_key_update,
+    .key_revoke = sq_key_revoke,
     .snapshot_load = sq_snapshot_load,
     .prices_list = sq_prices_list,
     .usage_apply = sq_usage_apply,

@@ -43,6 +43,50 @@ def fake_usage(body_len, max_tokens=None):
     }
 
 
+
+def fake_usage_openai(body_len):
+    """The usage row the edge should record for a fake OpenAI answer (Chat
+    Completions or Responses): OpenAI's prompt count includes the cached
+    tokens, the row's input does not (tests/fakes/README.md)."""
+    cached = body_len % 97
+    return {
+        "input_tokens": math.ceil(body_len / 4),
+        "output_tokens": len(FAKE_TEXT.split(" ")) + 1,
+        "cache_read_tokens": cached,
+        "cache_write_1h_tokens": 0,
+        "cache_write_5m_tokens": 0,
+        "reasoning_tokens": 0,
+    }
+
+
+def fake_usage_gemini(body_len):
+    """The usage row the edge should record for a fake Gemini answer:
+    input = promptTokenCount - cachedContentTokenCount, output =
+    candidatesTokenCount + thoughtsTokenCount, reasoning = thoughts."""
+    thoughts = body_len % 5
+    return {
+        "input_tokens": math.ceil(body_len / 4),
+        "output_tokens": len(FAKE_TEXT.split(" ")) + 1 + thoughts,
+        "cache_read_tokens": body_len % 97,
+        "cache_write_1h_tokens": 0,
+        "cache_write_5m_tokens": 0,
+        "reasoning_tokens": thoughts,
+    }
+
+
+def fake_url(base, faults=None, label=None):
+    """An account base URL on the fake provider: `label` becomes /acct/<label>
+    (recorded as "account"), `faults` (a list of scenario items or one
+    comma-separated string) becomes /fault/<items>, applied to every request
+    sent under that base URL."""
+    url = base.rstrip("/")
+    if label:
+        url += f"/acct/{label}"
+    if faults:
+        items = faults if isinstance(faults, str) else ",".join(faults)
+        url += f"/fault/{items}"
+    return url
+
 class Deadline:
     def __init__(self, seconds):
         self.end = time.monotonic() + seconds
@@ -155,6 +199,11 @@ class FakeProvider:
     def clear(self):
         self.http.request("DELETE", "/_fake/requests")
 
+    def stats(self):
+        """Counts per /acct/ label ("" without one): GET /_fake/stats."""
+        _, data = self.http.json("GET", "/_fake/stats", expect=200)
+        return data["accounts"]
+
     def stop(self):
         return self.proc.stop()
 
@@ -264,6 +313,22 @@ def parse_sse(data):
             events.append((ev, json.loads("\n".join(lines)) if lines else None))
     return events
 
+
+
+def parse_sse_raw(data):
+    """SSE blocks as (event name or None, data text) pairs, without parsing
+    the data as JSON (OpenAI streams end with `data: [DONE]`)."""
+    events = []
+    for block in data.decode().replace("\r\n", "\n").split("\n\n"):
+        ev, lines = None, []
+        for line in block.split("\n"):
+            if line.startswith("event:"):
+                ev = line[6:].strip()
+            elif line.startswith("data:"):
+                lines.append(line[5:].lstrip(" "))
+        if ev or lines:
+            events.append((ev, "\n".join(lines) if lines else None))
+    return events
 
 def mysql_dsn():
     return os.environ.get("GW_TEST_MYSQL_DSN")

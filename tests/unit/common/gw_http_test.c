@@ -2,10 +2,12 @@
 /* gw_http against real sockets: the server runs on a uv loop in its own
  * thread on 127.0.0.1:0, the test drives plain POSIX clients with deadlines.
  * The module source is included (h2o-style) so the backpressure test can
- * read the server's real write-queue counter. */
+ * read the server's real write-queue counter. The TLS cases use libcurl as
+ * the client and certificates made by tls_test_certs.h. */
 #include "gw_http.c"
 
 #include <arpa/inet.h>
+#include <curl/curl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -17,14 +19,18 @@
 #include <unistd.h>
 
 #include "gw_test.h"
+#include "tls_test_certs.h"
 
 #define DEADLINE_MS 5000
+
+static struct test_certs certs;
 
 /* ---- server fixture (loop thread) ---- */
 
 struct fx {
     uv_loop_t loop;
     uv_async_t stop;
+    uv_async_t drain; /* gw_http_server_stop_accepting */
     pthread_t thread;
     struct gw_http_server *srv;
     int port;
@@ -242,6 +248,16 @@ on_big_abort(struct gw_http_req *req, void *arg)
 }
 
 static void
+on_expected_big_abort(struct gw_http_req *req, void *arg)
+{
+    struct fx *fx = arg;
+
+    fx_bump(fx, &fx->n_aborts);
+    free(req->data);
+    gw_http_abandon(req);
+}
+
+static void
 handler(struct gw_http_req *req, void *arg)
 {
     struct fx *fx = arg;
@@ -287,6 +303,20 @@ handler(struct gw_http_req *req, void *arg)
             return;
         }
         big_pump(req);
+    } else if (gw_str_eq(req->path, "/bigabort")) {
+        /* Like /big, but the abort is expected (write timeout, drain). */
+        struct big *b = gw_xcalloc(1, sizeof(*b));
+        b->fx = fx;
+        b->total = (size_t)query_int(req, "bytes", 1 << 20);
+        req->data = b;
+        gw_http_set_drain_cb(req, on_drain, fx);
+        gw_http_set_abort_cb(req, on_expected_big_abort, fx);
+        if (gw_http_start(req, 200, "application/octet-stream") != GW_OK) {
+            free(b);
+            gw_http_abandon(req);
+            return;
+        }
+        big_pump(req);
     } else if (gw_str_eq(req->path, "/blob")) {
         /* a complete response far above the high-water mark, queued at once */
         size_t n = (size_t)query_int(req, "bytes", 1 << 20), i;
@@ -314,6 +344,7 @@ fx_on_closed(void *arg)
     struct fx *fx = arg;
 
     uv_close((uv_handle_t *)&fx->stop, NULL);
+    uv_close((uv_handle_t *)&fx->drain, NULL);
     fx_bump(fx, &fx->n_closed_cb);
 }
 
@@ -323,6 +354,14 @@ fx_on_stop(uv_async_t *a)
     struct fx *fx = a->data;
 
     gw_http_server_close(fx->srv, fx_on_closed, fx);
+}
+
+static void
+fx_on_drain(uv_async_t *a)
+{
+    struct fx *fx = a->data;
+
+    gw_http_server_stop_accepting(fx->srv);
 }
 
 static void *
@@ -349,8 +388,9 @@ test_limits(void)
     return lim;
 }
 
+/* A server on its own loop thread; TLS on its listener when tls != NULL. */
 static struct fx *
-fx_start(const struct gw_http_limits *lim)
+fx_start_tls(const struct gw_http_limits *lim, struct gw_tls_ctx *tls)
 {
     struct fx *fx = gw_xcalloc(1, sizeof(*fx));
 
@@ -358,12 +398,20 @@ fx_start(const struct gw_http_limits *lim)
     pthread_cond_init(&fx->cv, NULL);
     assert_int_equal(uv_loop_init(&fx->loop), 0);
     GW_PASS(gw_http_server_new(&fx->loop, lim, handler, fx, &fx->srv));
-    GW_PASS(gw_http_server_listen(fx->srv, "127.0.0.1:0", 0, &fx->port));
+    GW_PASS(gw_http_server_listen_tls(fx->srv, "127.0.0.1:0", 0, tls, &fx->port));
     assert_true(fx->port > 0);
     assert_int_equal(uv_async_init(&fx->loop, &fx->stop, fx_on_stop), 0);
     fx->stop.data = fx;
+    assert_int_equal(uv_async_init(&fx->loop, &fx->drain, fx_on_drain), 0);
+    fx->drain.data = fx;
     assert_int_equal(pthread_create(&fx->thread, NULL, fx_thread, fx), 0);
     return fx;
+}
+
+static struct fx *
+fx_start(const struct gw_http_limits *lim)
+{
+    return fx_start_tls(lim, NULL);
 }
 
 static void
@@ -1215,6 +1263,384 @@ test_listen_addresses(void **state)
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* ---- TLS (libcurl client) and drain / send timeout ---- */
+
+struct sink {
+    struct gw_buf body;
+    size_t pattern_errors; /* for /big: bytes not matching pattern_byte */
+    int check_pattern;
+};
+
+static size_t
+sink_write(char *data, size_t size, size_t n, void *arg)
+{
+    struct sink *k = arg;
+    size_t len = size * n, i;
+
+    if (k->check_pattern) {
+        for (i = 0; i < len; i++) {
+            if ((unsigned char)data[i] != pattern_byte(k->body.len + i))
+                k->pattern_errors++;
+        }
+        k->body.len += len; /* count only: 8 MiB need not be kept */
+        return len;
+    }
+    gw_buf_append(&k->body, data, len);
+    return len;
+}
+
+static int
+small_rcvbuf(void *arg, curl_socket_t fd, curlsocktype purpose)
+{
+    int sz = 4096;
+
+    (void)arg;
+    (void)purpose;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
+    return CURL_SOCKOPT_OK;
+}
+
+static CURL *
+tls_easy(const char *host, int port, const char *path, struct sink *k, int with_ca)
+{
+    CURL *h = curl_easy_init();
+    char url[256];
+
+    assert_non_null(h);
+    snprintf(url, sizeof(url), "https://%s:%d%s", host, port, path);
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, sink_write);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, k);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 20000L);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    if (with_ca)
+        curl_easy_setopt(h, CURLOPT_CAINFO, certs.ca);
+    else
+        curl_easy_setopt(h, CURLOPT_CAINFO, certs.garbage); /* trusts nothing */
+    return h;
+}
+
+static struct gw_tls_ctx *
+test_tls_ctx(void)
+{
+    struct gw_tls_ctx *ctx = NULL;
+    struct gw_buf err = GW_BUF_INIT;
+
+    if (gw_tls_ctx_new(certs.cert, certs.key, &ctx, &err) != GW_OK)
+        fail_msg("TLS context: %s", err.data ? err.data : "?");
+    gw_buf_fini(&err);
+    return ctx;
+}
+
+static void
+test_tls_requests(void **state)
+{
+    struct gw_tls_ctx *ctx = test_tls_ctx();
+    struct fx *fx = fx_start_tls(NULL, ctx);
+    struct sink k;
+    CURL *h;
+    long status = 0, version = 0, connects = -1;
+    size_t n = 300 * 1024, i;
+    char *body = gw_xmalloc(n);
+
+    (void)state;
+    /* The listener holds its own reference. */
+    gw_tls_ctx_unref(ctx);
+    memset(&k, 0, sizeof(k));
+    h = tls_easy("127.0.0.1", fx->port, "/hello", &k, 1);
+    assert_int_equal(curl_easy_perform(h), CURLE_OK);
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_getinfo(h, CURLINFO_HTTP_VERSION, &version);
+    assert_int_equal(status, 200);
+    /* curl offers h2 and http/1.1; ALPN picks HTTP/1.1. */
+    assert_int_equal(version, CURL_HTTP_VERSION_1_1);
+    assert_int_equal(k.body.len, 5);
+    assert_memory_equal(k.body.data, "hello", 5);
+
+    /* A 300 KB body each way on the same TLS connection. */
+    for (i = 0; i < n; i++)
+        body[i] = (char)pattern_byte(i);
+    k.body.len = 0;
+    {
+        char url[128];
+        snprintf(url, sizeof(url), "https://127.0.0.1:%d/echo?x=tls", fx->port);
+        curl_easy_setopt(h, CURLOPT_URL, url);
+    }
+    curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)n);
+    assert_int_equal(curl_easy_perform(h), CURLE_OK);
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_getinfo(h, CURLINFO_NUM_CONNECTS, &connects);
+    assert_int_equal(status, 200);
+    assert_int_equal(connects, 0); /* kept alive */
+    assert_int_equal(k.body.len, n);
+    assert_memory_equal(k.body.data, body, n);
+    curl_easy_cleanup(h);
+    gw_buf_fini(&k.body);
+
+    /* The certificate names localhost too. */
+    memset(&k, 0, sizeof(k));
+    h = tls_easy("localhost", fx->port, "/hello", &k, 1);
+    {
+        struct curl_slist *res = NULL;
+        char entry[64];
+        snprintf(entry, sizeof(entry), "localhost:%d:127.0.0.1", fx->port);
+        res = curl_slist_append(res, entry);
+        curl_easy_setopt(h, CURLOPT_RESOLVE, res);
+        assert_int_equal(curl_easy_perform(h), CURLE_OK);
+        curl_slist_free_all(res);
+    }
+    assert_int_equal(k.body.len, 5);
+    curl_easy_cleanup(h);
+    gw_buf_fini(&k.body);
+
+    /* Without the test CA the client refuses the server. */
+    memset(&k, 0, sizeof(k));
+    h = tls_easy("127.0.0.1", fx->port, "/hello", &k, 0);
+    {
+        CURLcode rc = curl_easy_perform(h);
+        assert_true(rc == CURLE_PEER_FAILED_VERIFICATION || rc == CURLE_SSL_CACERT_BADFILE ||
+                    rc == CURLE_SSL_CONNECT_ERROR);
+    }
+    curl_easy_cleanup(h);
+    gw_buf_fini(&k.body);
+    /* Three requests reached the handler, nothing from the refused client. */
+    assert_int_equal(fx_wait(fx, &fx->n_requests, 3, 0), 3);
+    free(body);
+    fx_stop(fx);
+}
+
+static void
+test_tls_bad_clients(void **state)
+{
+    struct gw_tls_ctx *ctx = test_tls_ctx();
+    struct fx *fx = fx_start_tls(NULL, ctx);
+    struct cli *c;
+    struct resp r;
+    struct sink k;
+    CURL *h;
+    static const unsigned char junk[] = {0x16, 0x03, 0x01, 0x00, 0x08, 'n', 'o', 't',
+                                         ' ',  't',  'l',  's',  '!',  '!', '!', '!'};
+
+    (void)state;
+    gw_tls_ctx_unref(ctx);
+
+    /* Plain HTTP on the TLS port: a plain 400, then the close. */
+    c = cli_connect(fx->port, 0);
+    cli_sends(c, "GET /hello HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_int_equal(cli_response(c, &r, 0), 1);
+    assert_int_equal(r.status, 400);
+    assert_string_equal(resp_header(&r, "Connection"), "close");
+    assert_non_null(strstr(r.body, "HTTPS"));
+    resp_fini(&r);
+    assert_true(cli_wait_closed(c, DEADLINE_MS));
+    cli_free(c);
+
+    /* Bytes that are neither: closed without an answer we could parse. */
+    c = cli_connect(fx->port, 0);
+    cli_send(c, junk, sizeof(junk));
+    assert_true(cli_wait_closed(c, DEADLINE_MS));
+    assert_null(memmem(cli_data(c), cli_avail(c), "HTTP/1.1", 8));
+    cli_free(c);
+
+    /* A client that goes away in the middle of a handshake. */
+    c = cli_connect(fx->port, 0);
+    cli_send(c, junk, 3);
+    cli_free(c);
+
+    /* The server is unharmed and nothing reached the handler before this. */
+    memset(&k, 0, sizeof(k));
+    h = tls_easy("127.0.0.1", fx->port, "/hello", &k, 1);
+    assert_int_equal(curl_easy_perform(h), CURLE_OK);
+    assert_int_equal(k.body.len, 5);
+    curl_easy_cleanup(h);
+    gw_buf_fini(&k.body);
+    assert_int_equal(fx_wait(fx, &fx->n_requests, 1, 0), 1);
+    fx_stop(fx);
+}
+
+static void
+test_tls_backpressure(void **state)
+{
+    struct gw_http_limits lim = test_limits();
+    struct gw_tls_ctx *ctx = test_tls_ctx();
+    struct fx *fx;
+    struct sink k;
+    CURL *h;
+    size_t total = 8u << 20;
+    long status = 0;
+    char path[64];
+
+    (void)state;
+    lim.write_high_water = 64 * 1024;
+    fx = fx_start_tls(&lim, ctx);
+    gw_tls_ctx_unref(ctx);
+    memset(&k, 0, sizeof(k));
+    k.check_pattern = 1;
+    snprintf(path, sizeof(path), "/big?bytes=%zu", total);
+    h = tls_easy("127.0.0.1", fx->port, path, &k, 1);
+    /* A slow reader: tiny receive buffer and a rate limit. */
+    curl_easy_setopt(h, CURLOPT_SOCKOPTFUNCTION, small_rcvbuf);
+    curl_easy_setopt(h, CURLOPT_MAX_RECV_SPEED_LARGE, (curl_off_t)(16 << 20));
+    curl_easy_setopt(h, CURLOPT_BUFFERSIZE, 16384L);
+    assert_int_equal(curl_easy_perform(h), CURLE_OK);
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+    assert_int_equal(status, 200);
+    assert_int_equal(k.body.len, total);
+    assert_int_equal(k.pattern_errors, 0);
+    curl_easy_cleanup(h);
+    k.body.len = 0;
+    gw_buf_fini(&k.body);
+    pthread_mutex_lock(&fx->mu);
+    /* The queue is accounted in plaintext bytes and stayed bounded. */
+    assert_true(fx->max_queued > 0);
+    assert_true(fx->max_queued <= 2 * lim.write_high_water);
+    assert_true(fx->n_drains > 0);
+    pthread_mutex_unlock(&fx->mu);
+    fx_stop(fx);
+}
+
+/* A client that stops reading while a response is queued is dropped after
+ * write_timeout_ms, and the handler gets its abort callback. */
+static void
+test_write_timeout(void **state)
+{
+    struct gw_http_limits lim = test_limits();
+    struct fx *fx;
+    struct cli *c;
+    uint64_t t0;
+    size_t pos;
+
+    (void)state;
+    lim.write_timeout_ms = 300;
+    fx = fx_start(&lim);
+    c = cli_connect(fx->port, 4096);
+    t0 = now_ms();
+    cli_sends(c, "GET /bigabort?bytes=268435456 HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_int_equal(cli_find(c, "\r\n\r\n", now_ms() + DEADLINE_MS, &pos), 1);
+    /* ... and never reads again. */
+    assert_int_equal(fx_wait(fx, &fx->n_aborts, 1, DEADLINE_MS), 1);
+    assert_true(now_ms() - t0 >= 250);
+    assert_true(cli_wait_closed(c, DEADLINE_MS));
+    cli_free(c);
+
+    /* A client that keeps reading, slowly, is not dropped. */
+    c = cli_connect(fx->port, 4096);
+    cli_sends(c, "GET /big?bytes=2097152 HTTP/1.1\r\nHost: t\r\n\r\n");
+    {
+        struct resp r;
+        assert_int_equal(cli_response(c, &r, 0), 1);
+        assert_int_equal(r.body_len, 2097152);
+        resp_fini(&r);
+    }
+    cli_free(c);
+    assert_int_equal(fx->n_aborts, 1);
+    fx_stop(fx);
+}
+
+static int
+try_connect(int port)
+{
+    struct sockaddr_in sa;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int rc;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    rc = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+    close(fd);
+    return rc == 0;
+}
+
+/* stop_accepting: the listener goes, idle connections close, a request in
+ * progress finishes with "Connection: close". */
+static void
+test_stop_accepting(void **state)
+{
+    struct fx *fx = fx_start(NULL);
+    struct cli *idle = cli_connect(fx->port, 0);
+    struct cli *busy = cli_connect(fx->port, 0);
+    struct resp r;
+
+    (void)state;
+    cli_sends(idle, "GET /hello HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_int_equal(cli_response(idle, &r, 0), 1);
+    assert_null(resp_header(&r, "Connection"));
+    resp_fini(&r);
+    cli_sends(busy, "GET /delay?ms=300&tag=7 HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_int_equal(fx_wait(fx, &fx->n_requests, 2, DEADLINE_MS), 2);
+    uv_async_send(&fx->drain);
+    assert_true(cli_wait_closed(idle, DEADLINE_MS));
+    /* The listening socket is closed in the same loop callback. */
+    assert_false(try_connect(fx->port));
+    assert_int_equal(cli_response(busy, &r, 0), 1);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "delayed 7");
+    assert_string_equal(resp_header(&r, "Connection"), "close");
+    resp_fini(&r);
+    assert_true(cli_wait_closed(busy, DEADLINE_MS));
+    assert_int_equal(fx->n_aborts, 0);
+    cli_free(idle);
+    cli_free(busy);
+    fx_stop(fx);
+}
+
+static void
+test_conn_gauge(void **state)
+{
+    uv_loop_t loop;
+    struct gw_http_server *srv;
+    atomic_int_fast64_t gauge;
+    int port = 0, closed = 0;
+
+    (void)state;
+    atomic_init(&gauge, 0);
+    assert_int_equal(uv_loop_init(&loop), 0);
+    GW_PASS(gw_http_server_new(&loop, NULL, handler, NULL, &srv));
+    gw_http_server_set_conn_gauge(srv, &gauge);
+    GW_PASS(gw_http_server_listen(srv, "127.0.0.1:0", 0, &port));
+    {
+        struct cli *a = cli_connect(port, 0);
+        struct cli *b = cli_connect(port, 0);
+        uint64_t deadline = now_ms() + DEADLINE_MS;
+        while (atomic_load(&gauge) < 2 && now_ms() < deadline)
+            uv_run(&loop, UV_RUN_ONCE);
+        assert_int_equal(atomic_load(&gauge), 2);
+        assert_int_equal(gw_http_server_active_requests(srv), 0);
+        cli_free(a);
+        deadline = now_ms() + DEADLINE_MS;
+        while (atomic_load(&gauge) > 1 && now_ms() < deadline)
+            uv_run(&loop, UV_RUN_ONCE);
+        assert_int_equal(atomic_load(&gauge), 1);
+        cli_free(b);
+    }
+    gw_http_server_close(srv, closed_counter, &closed);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(closed, 1);
+    assert_int_equal(atomic_load(&gauge), 0);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+static int
+suite_setup(void **state)
+{
+    (void)state;
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+        return -1;
+    return test_certs_create(&certs) ? 0 : -1;
+}
+
+static int
+suite_teardown(void **state)
+{
+    (void)state;
+    test_certs_remove(&certs);
+    curl_global_cleanup();
+    return 0;
+}
+
 int
 main(void)
 {
@@ -1233,6 +1659,12 @@ main(void)
         cmocka_unit_test(test_max_connections),
         cmocka_unit_test(test_server_close_with_open_connections),
         cmocka_unit_test(test_listen_addresses),
+        cmocka_unit_test(test_tls_requests),
+        cmocka_unit_test(test_tls_bad_clients),
+        cmocka_unit_test(test_tls_backpressure),
+        cmocka_unit_test(test_write_timeout),
+        cmocka_unit_test(test_stop_accepting),
+        cmocka_unit_test(test_conn_gauge),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, suite_setup, suite_teardown);
 }

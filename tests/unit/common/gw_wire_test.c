@@ -233,6 +233,18 @@ test_snapshot(void **state)
         s->keys[i].group_id = 1 + i % ng;
         s->keys[i].enabled = (i % 2 == 0);
         s->keys[i].expires_at = i == 3 ? -5 : (int64_t)(i * 1000);
+        s->keys[i].rpm_limit = (uint32_t)(i * 60);
+        s->keys[i].tpm_limit = i == 4 ? UINT32_MAX : (uint32_t)(i * 1000);
+        s->keys[i].concurrency_limit = (uint32_t)i;
+        if (i % 2 == 1) {
+            s->keys[i].n_allowed_models = i;
+            s->keys[i].allowed_models = gw_xcalloc(i, sizeof(char *));
+            for (size_t j = 0; j < i; j++) {
+                char m[32];
+                snprintf(m, sizeof(m), "model-%zu-%zu", i, j);
+                s->keys[i].allowed_models[j] = gw_xstrdup(m);
+            }
+        }
     }
     s->groups = gw_xcalloc(ng, sizeof(*s->groups));
     s->n_groups = ng;
@@ -241,6 +253,8 @@ test_snapshot(void **state)
         snprintf(name, sizeof(name), "group-%zu", i);
         s->groups[i].id = 1 + i;
         s->groups[i].name = i == 2 ? NULL : gw_xstrdup(name);
+        s->groups[i].mode = i == 0 ? NULL : gw_xstrdup(i == 1 ? "pool" : "hybrid");
+        s->groups[i].pool_id = i == 0 ? 0 : 70 + i;
     }
     s->accounts = gw_xcalloc(na, sizeof(*s->accounts));
     s->n_accounts = na;
@@ -261,7 +275,31 @@ test_snapshot(void **state)
         a->priority = (int32_t)i - 2; /* negative too */
         a->weight = (int32_t)(i * 10);
         a->enabled = (i != 3);
+        a->max_concurrency = (uint32_t)(i * 7);
+        a->cooldown_until_ms = i == 2 ? 1760000000123 : 0;
+        if (i >= 2) {
+            snprintf(buf, sizeof(buf), "socks5h://user:pw@proxy%zu:1080", i);
+            a->proxy = gw_xstrdup(buf);
+        }
+        if (i != 0) {
+            a->n_models = i + 1;
+            a->models = gw_xcalloc(a->n_models, sizeof(char *));
+            for (size_t j = 0; j < a->n_models; j++) {
+                snprintf(buf, sizeof(buf), "claude-%zu-%zu", i, j);
+                a->models[j] = gw_xstrdup(buf);
+            }
+        }
     }
+    s->pools = gw_xcalloc(2, sizeof(*s->pools));
+    s->n_pools = 2;
+    s->pools[0].id = 71;
+    s->pools[0].name = gw_xstrdup("shared");
+    s->pools[0].n_account_ids = 3;
+    s->pools[0].account_ids = gw_xcalloc(3, sizeof(uint64_t));
+    s->pools[0].account_ids[0] = 101;
+    s->pools[0].account_ids[1] = 103;
+    s->pools[0].account_ids[2] = UINT64_MAX;
+    s->pools[1].id = 72; /* empty, unnamed */
     s->bindings = gw_xcalloc(nb, sizeof(*s->bindings));
     s->n_bindings = nb;
     for (i = 0; i < nb; i++) {
@@ -280,6 +318,14 @@ test_snapshot(void **state)
         assert_int_equal(o->keys[i].group_id, s->keys[i].group_id);
         assert_int_equal(o->keys[i].enabled, s->keys[i].enabled);
         assert_int_equal(o->keys[i].expires_at, s->keys[i].expires_at);
+        assert_int_equal(o->keys[i].rpm_limit, s->keys[i].rpm_limit);
+        assert_int_equal(o->keys[i].tpm_limit, s->keys[i].tpm_limit);
+        assert_int_equal(o->keys[i].concurrency_limit, s->keys[i].concurrency_limit);
+        assert_int_equal(o->keys[i].n_allowed_models, s->keys[i].n_allowed_models);
+        for (size_t j = 0; j < s->keys[i].n_allowed_models; j++)
+            assert_string_equal(o->keys[i].allowed_models[j], s->keys[i].allowed_models[j]);
+        if (s->keys[i].n_allowed_models == 0)
+            assert_null(o->keys[i].allowed_models);
     }
     assert_int_equal(o->n_groups, ng);
     for (i = 0; i < ng; i++) {
@@ -288,6 +334,9 @@ test_snapshot(void **state)
             assert_string_equal(o->groups[i].name, s->groups[i].name);
         else
             assert_null(o->groups[i].name);
+        /* An absent mode decodes as the default. */
+        assert_string_equal(o->groups[i].mode, s->groups[i].mode ? s->groups[i].mode : "dedicated");
+        assert_int_equal(o->groups[i].pool_id, s->groups[i].pool_id);
     }
     assert_int_equal(o->n_accounts, na);
     for (i = 0; i < na; i++) {
@@ -304,7 +353,25 @@ test_snapshot(void **state)
         assert_int_equal(b->priority, a->priority);
         assert_int_equal(b->weight, a->weight);
         assert_int_equal(b->enabled, a->enabled);
+        assert_int_equal(b->max_concurrency, a->max_concurrency);
+        assert_int_equal(b->cooldown_until_ms, a->cooldown_until_ms);
+        if (a->proxy)
+            assert_string_equal(b->proxy, a->proxy);
+        else
+            assert_null(b->proxy);
+        assert_int_equal(b->n_models, a->n_models);
+        for (size_t j = 0; j < a->n_models; j++)
+            assert_string_equal(b->models[j], a->models[j]);
     }
+    assert_int_equal(o->n_pools, 2);
+    assert_int_equal(o->pools[0].id, 71);
+    assert_string_equal(o->pools[0].name, "shared");
+    assert_int_equal(o->pools[0].n_account_ids, 3);
+    assert_memory_equal(o->pools[0].account_ids, s->pools[0].account_ids, 3 * sizeof(uint64_t));
+    assert_int_equal(o->pools[1].id, 72);
+    assert_null(o->pools[1].name);
+    assert_int_equal(o->pools[1].n_account_ids, 0);
+    assert_null(o->pools[1].account_ids);
     assert_int_equal(o->n_bindings, nb);
     for (i = 0; i < nb; i++) {
         assert_int_equal(o->bindings[i].group_id, s->bindings[i].group_id);
@@ -400,6 +467,249 @@ test_usage_text_truncated(void **state)
     assert_int_equal(r->key_id, 5);
     gw_msg_fini(&out);
     gw_buf_fini(&env);
+}
+
+/* Account events travel with a batch, also a batch with no records. */
+static void
+test_account_events(void **state)
+{
+    (void)state;
+    struct gw_msg in = {0}, out;
+    struct gw_wire_usage_batch *b = &in.u.usage_batch;
+    struct gw_usage_record rec;
+
+    in.type = GW_MSG_USAGE_BATCH;
+    b->edge_id = (char *)"edge-ev";
+    b->seq = 77;
+    b->n_account_events = 3;
+    b->account_events = gw_xcalloc(3, sizeof(*b->account_events));
+    b->account_events[0].account_id = 5;
+    b->account_events[0].status = 401;
+    b->account_events[0].time_ms = 1760000000000;
+    snprintf(b->account_events[0].message, sizeof(b->account_events[0].message),
+             "invalid x-api-key");
+    b->account_events[1].account_id = UINT64_MAX;
+    b->account_events[1].status = 429;
+    b->account_events[1].time_ms = -1;
+    b->account_events[1].retry_after_ms = 120000;
+    b->account_events[2].account_id = 6;
+    b->account_events[2].status = 0; /* connect failure, empty message */
+    round_trip(&in, &out);
+    assert_string_equal(out.u.usage_batch.edge_id, "edge-ev");
+    assert_int_equal(out.u.usage_batch.seq, 77);
+    assert_int_equal(out.u.usage_batch.n_records, 0);
+    assert_int_equal(out.u.usage_batch.n_account_events, 3);
+    for (size_t i = 0; i < 3; i++) {
+        const struct gw_account_event *w = &b->account_events[i];
+        const struct gw_account_event *g = &out.u.usage_batch.account_events[i];
+        assert_int_equal(g->account_id, w->account_id);
+        assert_int_equal(g->status, w->status);
+        assert_int_equal(g->time_ms, w->time_ms);
+        assert_int_equal(g->retry_after_ms, w->retry_after_ms);
+        assert_string_equal(g->message, w->message);
+    }
+    gw_msg_fini(&out);
+
+    /* With records too. */
+    fill_record(&rec, 3);
+    b->records = &rec;
+    b->n_records = 1;
+    round_trip(&in, &out);
+    assert_int_equal(out.u.usage_batch.n_records, 1);
+    assert_record_equal(&out.u.usage_batch.records[0], &rec);
+    assert_int_equal(out.u.usage_batch.n_account_events, 3);
+    gw_msg_fini(&out);
+
+    /* A message without a NUL in its array is refused; a count without an
+     * array too. */
+    memset(b->account_events[2].message, 'm', sizeof(b->account_events[2].message));
+    {
+        struct gw_buf enc = GW_BUF_INIT;
+        GW_FAIL(gw_wire_encode(&in, &enc), GW_EINVAL);
+        free(b->account_events);
+        b->account_events = NULL;
+        GW_FAIL(gw_wire_encode(&in, &enc), GW_EINVAL);
+        assert_int_equal(enc.len, 0);
+        gw_buf_fini(&enc);
+    }
+}
+
+/* A long event message from a peer is cut at a UTF-8 boundary. */
+static void
+test_account_event_message_truncated(void **state)
+{
+    (void)state;
+    struct gw_buf ev = GW_BUF_INIT, batch = GW_BUF_INIT, env = GW_BUF_INIT;
+    char msg[400];
+    struct gw_msg out;
+
+    memset(msg, 'a', 126);
+    memcpy(msg + 126, "\xc3\xa9", 2); /* straddles the 127-byte cap */
+    memset(msg + 128, 'b', sizeof(msg) - 128);
+    pb_uint(&ev, 1, 9);
+    pb_uint(&ev, 2, 403);
+    pb_bytes(&ev, 5, msg, sizeof(msg));
+    pb_bytes(&batch, 1, "e", 1);
+    pb_uint(&batch, 2, 1);
+    pb_sub(&batch, 4, &ev);
+    pb_sub(&env, 5, &batch);
+    GW_PASS(gw_wire_decode(env.data, env.len, MAX_FRAME, &out));
+    assert_int_equal(out.u.usage_batch.n_account_events, 1);
+    assert_int_equal(out.u.usage_batch.account_events[0].account_id, 9);
+    assert_int_equal(out.u.usage_batch.account_events[0].status, 403);
+    assert_int_equal(strlen(out.u.usage_batch.account_events[0].message), 126);
+    gw_msg_fini(&out);
+    gw_buf_fini(&env);
+}
+
+/* Encodes m (which the encoder accepts) and expects the decoder to refuse
+ * it with GW_EPROTO, leaving nothing allocated. */
+static void
+expect_decode_refused(const struct gw_msg *m)
+{
+    struct gw_buf b = GW_BUF_INIT;
+    struct gw_msg out;
+
+    GW_PASS(gw_wire_encode(m, &b));
+    GW_FAIL(gw_wire_decode(b.data, b.len, MAX_FRAME, &out), GW_EPROTO);
+    assert_int_equal(out.type, GW_MSG_NONE);
+    gw_buf_fini(&b);
+}
+
+static void
+test_list_limits(void **state)
+{
+    (void)state;
+    struct gw_msg m = {0}, out;
+    struct gw_wire_account acct = {0};
+    struct gw_wire_key key = {0};
+    struct gw_wire_pool pool = {0};
+    char *models[GW_WIRE_MODELS_MAX + 1];
+    char long_name[GW_WIRE_MODEL_LEN_MAX + 2];
+    char *proxy = malloc(GW_WIRE_PROXY_LEN_MAX + 2);
+
+    assert_non_null(proxy);
+    for (size_t i = 0; i <= GW_WIRE_MODELS_MAX; i++)
+        models[i] = (char *)"m";
+    memset(long_name, 'n', sizeof(long_name) - 1);
+    long_name[sizeof(long_name) - 1] = '\0';
+    m.type = GW_MSG_SNAPSHOT;
+    m.u.snapshot.version = 1;
+
+    /* Accounts: the maximum passes, one more model, a longer name or a
+     * longer proxy is refused. */
+    acct.id = 1;
+    acct.kind = (char *)"mock";
+    acct.base_url = (char *)"http://x";
+    acct.models = models;
+    acct.n_models = GW_WIRE_MODELS_MAX;
+    m.u.snapshot.accounts = &acct;
+    m.u.snapshot.n_accounts = 1;
+    round_trip(&m, &out);
+    assert_int_equal(out.u.snapshot.accounts[0].n_models, GW_WIRE_MODELS_MAX);
+    gw_msg_fini(&out);
+    acct.n_models = GW_WIRE_MODELS_MAX + 1;
+    expect_decode_refused(&m);
+    long_name[GW_WIRE_MODEL_LEN_MAX] = '\0'; /* exactly the maximum */
+    models[3] = long_name;
+    acct.n_models = 4;
+    round_trip(&m, &out);
+    assert_string_equal(out.u.snapshot.accounts[0].models[3], long_name);
+    gw_msg_fini(&out);
+    long_name[GW_WIRE_MODEL_LEN_MAX] = 'n';
+    expect_decode_refused(&m);
+    models[3] = (char *)"m";
+    memset(proxy, 'p', GW_WIRE_PROXY_LEN_MAX + 1);
+    proxy[GW_WIRE_PROXY_LEN_MAX + 1] = '\0';
+    acct.proxy = proxy;
+    expect_decode_refused(&m);
+    proxy[GW_WIRE_PROXY_LEN_MAX] = '\0';
+    round_trip(&m, &out);
+    assert_int_equal(strlen(out.u.snapshot.accounts[0].proxy), GW_WIRE_PROXY_LEN_MAX);
+    gw_msg_fini(&out);
+    m.u.snapshot.n_accounts = 0;
+    m.u.snapshot.accounts = NULL;
+
+    /* Keys: the same limit on allowed models. */
+    key.id = 1;
+    key.group_id = 1;
+    key.allowed_models = models;
+    key.n_allowed_models = GW_WIRE_MODELS_MAX + 1;
+    m.u.snapshot.keys = &key;
+    m.u.snapshot.n_keys = 1;
+    expect_decode_refused(&m);
+    key.n_allowed_models = 0;
+
+    /* Pools: up to GW_WIRE_POOL_MEMBERS_MAX members. */
+    pool.id = 1;
+    pool.account_ids = calloc(GW_WIRE_POOL_MEMBERS_MAX + 1, sizeof(uint64_t));
+    assert_non_null(pool.account_ids);
+    pool.n_account_ids = GW_WIRE_POOL_MEMBERS_MAX + 1;
+    m.u.snapshot.pools = &pool;
+    m.u.snapshot.n_pools = 1;
+    expect_decode_refused(&m);
+    pool.n_account_ids = GW_WIRE_POOL_MEMBERS_MAX;
+    pool.account_ids[GW_WIRE_POOL_MEMBERS_MAX - 1] = 99;
+    round_trip(&m, &out);
+    assert_int_equal(out.u.snapshot.pools[0].n_account_ids, GW_WIRE_POOL_MEMBERS_MAX);
+    assert_int_equal(out.u.snapshot.pools[0].account_ids[GW_WIRE_POOL_MEMBERS_MAX - 1], 99);
+    gw_msg_fini(&out);
+    free(pool.account_ids);
+
+    /* Usage batches: up to GW_WIRE_ACCOUNT_EVENTS_MAX events. */
+    memset(&m, 0, sizeof(m));
+    m.type = GW_MSG_USAGE_BATCH;
+    m.u.usage_batch.edge_id = (char *)"e";
+    m.u.usage_batch.seq = 1;
+    m.u.usage_batch.account_events =
+        calloc(GW_WIRE_ACCOUNT_EVENTS_MAX + 1, sizeof(struct gw_account_event));
+    assert_non_null(m.u.usage_batch.account_events);
+    m.u.usage_batch.n_account_events = GW_WIRE_ACCOUNT_EVENTS_MAX + 1;
+    expect_decode_refused(&m);
+    m.u.usage_batch.n_account_events = GW_WIRE_ACCOUNT_EVENTS_MAX;
+    round_trip(&m, &out);
+    assert_int_equal(out.u.usage_batch.n_account_events, GW_WIRE_ACCOUNT_EVENTS_MAX);
+    gw_msg_fini(&out);
+    free(m.u.usage_batch.account_events);
+    free(proxy);
+}
+
+/* A list entry that is NULL, or a list count without its array, cannot be
+ * encoded. */
+static void
+test_encode_bad_lists(void **state)
+{
+    (void)state;
+    struct gw_msg m = {0};
+    struct gw_wire_account acct = {0};
+    struct gw_wire_pool pool = {0};
+    struct gw_buf b = GW_BUF_INIT;
+    char *models[2] = {(char *)"a", NULL};
+
+    m.type = GW_MSG_SNAPSHOT;
+    acct.id = 1;
+    acct.kind = (char *)"mock";
+    acct.base_url = (char *)"http://x";
+    acct.models = models;
+    acct.n_models = 2;
+    m.u.snapshot.accounts = &acct;
+    m.u.snapshot.n_accounts = 1;
+    GW_FAIL(gw_wire_encode(&m, &b), GW_EINVAL);
+    acct.n_models = 1;
+    GW_PASS(gw_wire_encode(&m, &b));
+    b.len = 0;
+    acct.models = NULL;
+    GW_FAIL(gw_wire_encode(&m, &b), GW_EINVAL);
+    acct.n_models = 0;
+    pool.id = 3;
+    pool.n_account_ids = 1;
+    m.u.snapshot.pools = &pool;
+    m.u.snapshot.n_pools = 1;
+    GW_FAIL(gw_wire_encode(&m, &b), GW_EINVAL);
+    m.u.snapshot.pools = NULL;
+    GW_FAIL(gw_wire_encode(&m, &b), GW_EINVAL);
+    assert_int_equal(b.len, 0);
+    gw_buf_fini(&b);
 }
 
 /* ------------------------------------------------ refusals */
@@ -641,6 +951,10 @@ main(void)
         cmocka_unit_test(test_snapshot),
         cmocka_unit_test(test_usage_batch_1000),
         cmocka_unit_test(test_usage_text_truncated),
+        cmocka_unit_test(test_account_events),
+        cmocka_unit_test(test_account_event_message_truncated),
+        cmocka_unit_test(test_list_limits),
+        cmocka_unit_test(test_encode_bad_lists),
         cmocka_unit_test(test_max_len),
         cmocka_unit_test(test_garbage),
         cmocka_unit_test(test_truncated),

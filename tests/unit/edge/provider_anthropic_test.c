@@ -10,6 +10,7 @@
 
 #include "gw_buf.h"
 #include "gw_json.h"
+#include "provider.h"
 #include "provider_anthropic.h"
 #include "sse.h"
 
@@ -553,6 +554,120 @@ test_error_body(void **state)
     gw_buf_fini(&b);
 }
 
+/* ---- the adapter table ---------------------------------------------------- */
+
+static void
+mkreq(struct gw_http_req *r, const char *method, const char *path, struct gw_http_header *h,
+      size_t nh, const char *body)
+{
+    memset(r, 0, sizeof(*r));
+    r->method = method;
+    r->path.p = path;
+    r->path.len = strlen(path);
+    r->query.p = "";
+    r->headers = h;
+    r->n_headers = nh;
+    if (body)
+        gw_buf_append(&r->body, body, strlen(body));
+}
+
+static void
+test_adapter(void **state)
+{
+    struct gw_http_header both[] = {H("authorization", "Bearer from-bearer"),
+                                    H("x-api-key", " from-x-api-key ")};
+    struct gw_http_header bearer[] = {H("authorization", "Bearer from-bearer"),
+                                      H("x-claude-code-session-id", "cc-sess")};
+    struct gw_http_req r;
+    struct edge_match m;
+    struct edge_request_info in, in2;
+    struct edge_account acct;
+    struct gw_str k;
+    struct curl_slist *l;
+    struct gw_buf b = GW_BUF_INIT;
+    const char *ids[] = {"claude-a", "claude-b"};
+    cJSON *root;
+    const char *s;
+
+    (void)state;
+    mkreq(&r, "POST", "/api/v1/messages/count_tokens", both, 2, NULL);
+    assert_ptr_equal(edge_provider_match(&r, &m), &edge_provider_anthropic);
+    assert_int_equal(m.op, EDGE_OP_COUNT_TOKENS);
+    assert_int_equal(m.api_off, 4);
+    assert_true(edge_provider_anthropic.client_key(&r, &k));
+    assert_int_equal(k.len, 14);
+    assert_memory_equal(k.p, "from-x-api-key", 14);
+    mkreq(&r, "POST", "/v1/messages", bearer, 2, NULL);
+    assert_true(edge_provider_anthropic.client_key(&r, &k));
+    assert_memory_equal(k.p, "from-bearer", 11);
+
+    /* Session: metadata.user_id, else the header, else the prompt prefix. */
+    mkreq(&r, "POST", "/v1/messages", bearer, 2,
+          "{\"model\":\"m\",\"messages\":[],\"metadata\":{\"user_id\":\"u_session_abc\"}}");
+    assert_ptr_equal(edge_provider_match(&r, &m), &edge_provider_anthropic);
+    GW_PASS(edge_provider_anthropic.scan_request(&r, &m, &in, NULL));
+    assert_string_equal(in.session, "abc");
+    assert_int_equal(in.est_input_tokens, (r.body.len + 3) / 4);
+    gw_buf_fini(&r.body);
+    mkreq(&r, "POST", "/v1/messages", bearer, 2, "{\"model\":\"m\",\"messages\":[]}");
+    GW_PASS(edge_provider_anthropic.scan_request(&r, &m, &in, NULL));
+    assert_string_equal(in.session, "cc-sess");
+    gw_buf_fini(&r.body);
+    mkreq(&r, "POST", "/v1/messages", both, 2,
+          "{\"model\":\"m\",\"system\":\"S\",\"stream\":true,\"messages\":[{\"role\":"
+          "\"user\",\"content\":\"A\"},{\"role\":\"user\",\"content\":\"B\"}]}");
+    GW_PASS(edge_provider_anthropic.scan_request(&r, &m, &in, NULL));
+    assert_int_equal(in.stream, 1);
+    assert_memory_equal(in.session, "p:", 2);
+    gw_buf_fini(&r.body);
+    mkreq(&r, "POST", "/v1/messages", both, 2,
+          "{\"model\":\"m\",\"system\":\"S\",\"messages\":[{\"role\":\"user\","
+          "\"content\":\"A\"},{\"role\":\"user\",\"content\":\"C\"}]}");
+    GW_PASS(edge_provider_anthropic.scan_request(&r, &m, &in2, NULL));
+    assert_string_equal(in.session, in2.session);
+    gw_buf_fini(&r.body);
+
+    /* Upstream credential: x-api-key, or Bearer for claude_oauth. */
+    memset(&acct, 0, sizeof(acct));
+    acct.credential = (char *)"sk-ant-up";
+    acct.kind = (char *)"anthropic";
+    l = edge_provider_anthropic.upstream_headers(&r, &acct);
+    assert_true(slist_has(l, "x-api-key: sk-ant-up"));
+    assert_false(slist_has_name(l, "authorization"));
+    assert_true(slist_has(l, "anthropic-version: 2023-06-01"));
+    curl_slist_free_all(l);
+    acct.kind = (char *)"claude_oauth";
+    l = edge_provider_anthropic.upstream_headers(&r, &acct);
+    assert_true(slist_has(l, "authorization: Bearer sk-ant-up"));
+    assert_false(slist_has_name(l, "x-api-key"));
+    curl_slist_free_all(l);
+
+    edge_provider_anthropic.models_body(ids, 2, &b);
+    root = gw_json_parse(b.data, b.len, NULL);
+    assert_non_null(root);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(root, "data")), 2);
+    GW_PASS(gw_json_get_str(root, "first_id", &s));
+    assert_string_equal(s, "claude-a");
+    GW_PASS(gw_json_get_str(root, "last_id", &s));
+    assert_string_equal(s, "claude-b");
+    assert_true(cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(root, "has_more")));
+    GW_PASS(gw_json_get_str(cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(root, "data"), 0),
+                            "type", &s));
+    assert_string_equal(s, "model");
+    cJSON_Delete(root);
+    gw_buf_reset(&b);
+    edge_provider_anthropic.models_body(NULL, 0, &b);
+    gw_buf_append(&b, "", 1);
+    assert_string_equal(b.data, "{\"data\":[],\"has_more\":false,\"first_id\":null,"
+                                "\"last_id\":null}");
+    gw_buf_reset(&b);
+    edge_provider_anthropic.error_body(429, GW_EQUOTA, "slow down", &b);
+    gw_buf_append(&b, "", 1);
+    assert_string_equal(b.data, "{\"type\":\"error\",\"error\":{\"type\":\"rate_limit_error\","
+                                "\"message\":\"slow down\"}}");
+    gw_buf_fini(&b);
+}
+
 int
 main(void)
 {
@@ -568,6 +683,7 @@ main(void)
         cmocka_unit_test(test_meter_through_sse),
         cmocka_unit_test(test_meter_body),
         cmocka_unit_test(test_error_body),
+        cmocka_unit_test(test_adapter),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -4,6 +4,7 @@
  * copies that outlive the wire message, and reference counting. */
 #include "gw_test.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,7 @@
 
 #include "gw_buf.h"
 #include "gw_crypto.h"
+#include "dialect.h"
 #include "snapshot.h"
 
 #define NOW 1700000000
@@ -271,6 +273,198 @@ test_many_keys_and_collisions(void **state)
     free(w.keys);
 }
 
+static char **
+strv(size_t n, ...)
+{
+    char **v = gw_xcalloc(n, sizeof(*v));
+    va_list ap;
+
+    va_start(ap, n);
+    for (size_t i = 0; i < n; i++)
+        v[i] = gw_xstrdup(va_arg(ap, const char *));
+    va_end(ap);
+    return v;
+}
+
+static void
+add_account(struct gw_wire_snapshot *w, uint64_t id, const char *kind, int32_t priority)
+{
+    struct gw_wire_account *a = &w->accounts[w->n_accounts++];
+
+    memset(a, 0, sizeof(*a));
+    a->id = id;
+    a->name = gw_xstrdup("acct");
+    a->kind = gw_xstrdup(kind);
+    a->base_url = gw_xstrdup("http://127.0.0.1:1");
+    a->priority = priority;
+    a->weight = 1;
+    a->enabled = 1;
+}
+
+static void
+add_group(struct gw_wire_snapshot *w, uint64_t id, const char *mode, uint64_t pool_id)
+{
+    struct gw_wire_group *g = &w->groups[w->n_groups++];
+
+    g->id = id;
+    g->name = gw_xstrdup("g");
+    g->mode = mode != NULL ? gw_xstrdup(mode) : NULL;
+    g->pool_id = pool_id;
+}
+
+/* Account routing fields, group modes with their pools, key limits. */
+static void
+test_routing_fields(void **state)
+{
+    struct gw_msg m;
+    struct gw_wire_snapshot *w;
+    struct edge_snapshot *s = NULL;
+    const struct edge_account *a;
+    const struct edge_group *g;
+    const struct edge_key *k = NULL;
+
+    (void)state;
+    memset(&m, 0, sizeof(m));
+    m.type = GW_MSG_SNAPSHOT;
+    w = &m.u.snapshot;
+    w->version = 7;
+    w->accounts = gw_xcalloc(8, sizeof(*w->accounts));
+    add_account(w, 30, "gemini", 2);
+    add_account(w, 10, "anthropic_compatible", 1);
+    add_account(w, 20, "openai_compatible", 1);
+    add_account(w, 40, "mock", 0);
+    add_account(w, 50, "no-such-kind", 0);
+    add_account(w, 60, "anthropic", 9);
+    w->accounts[1].models = strv(2, "kimi-k2", "claude-sonnet-4-5");
+    w->accounts[1].n_models = 2;
+    w->accounts[1].max_concurrency = 12;
+    w->accounts[1].proxy = gw_xstrdup("socks5h://127.0.0.1:1080");
+    w->accounts[1].cooldown_until_ms = 1760000000000;
+    w->accounts[2].proxy = gw_xstrdup(""); /* same as none */
+
+    w->groups = gw_xcalloc(6, sizeof(*w->groups));
+    add_group(w, 1, NULL, 0);          /* default: dedicated */
+    add_group(w, 2, "pool", 100);      /* pool */
+    add_group(w, 3, "hybrid", 100);    /* hybrid, same pool: shares the list */
+    add_group(w, 4, "dedicated", 100); /* dedicated with a pool: none resolved */
+    add_group(w, 5, "mystery", 100);   /* unknown mode: dedicated */
+    add_group(w, 6, "pool", 404);      /* pool not in the snapshot */
+
+    w->pools = gw_xcalloc(3, sizeof(*w->pools));
+    w->n_pools = 3;
+    w->pools[0].id = 100;
+    w->pools[0].name = gw_xstrdup("shared");
+    w->pools[0].n_account_ids = 6;
+    w->pools[0].account_ids = gw_xcalloc(6, sizeof(uint64_t));
+    w->pools[0].account_ids[0] = 60;
+    w->pools[0].account_ids[1] = 30;
+    w->pools[0].account_ids[2] = 999; /* unknown account: skipped */
+    w->pools[0].account_ids[3] = 20;
+    w->pools[0].account_ids[4] = 10;
+    w->pools[0].account_ids[5] = 30; /* twice: once */
+    w->pools[1].id = 100;            /* a duplicate pool id: the first wins */
+    w->pools[1].n_account_ids = 1;
+    w->pools[1].account_ids = gw_xcalloc(1, sizeof(uint64_t));
+    w->pools[1].account_ids[0] = 40;
+    w->pools[2].id = 200;
+
+    w->bindings = gw_xcalloc(1, sizeof(*w->bindings));
+    w->n_bindings = 1;
+    w->bindings[0] = (struct gw_wire_binding){3, 40};
+
+    w->keys = gw_xcalloc(2, sizeof(*w->keys));
+    w->n_keys = 2;
+    w->keys[0].id = 1;
+    hash_of("aicp_limited", w->keys[0].key_hash);
+    w->keys[0].group_id = 3;
+    w->keys[0].enabled = 1;
+    w->keys[0].rpm_limit = 60;
+    w->keys[0].tpm_limit = 100000;
+    w->keys[0].concurrency_limit = 2;
+    w->keys[0].allowed_models = strv(2, "claude-haiku-4-5", "gemini-2.5-flash");
+    w->keys[0].n_allowed_models = 2;
+    w->keys[1].id = 2;
+    hash_of("aicp_free", w->keys[1].key_hash);
+    w->keys[1].group_id = 1;
+    w->keys[1].enabled = 1;
+
+    GW_PASS(edge_snapshot_build(w, &s));
+    gw_msg_fini(&m); /* everything was copied */
+
+    /* Accounts: sorted by id, index is the position, dialects from the kind. */
+    for (uint32_t i = 0; i < 6; i++) {
+        a = edge_snapshot_account(s, 10 * (i + 1));
+        assert_non_null(a);
+        assert_int_equal(a->index, i);
+    }
+    a = edge_snapshot_account(s, 10);
+    assert_int_equal(a->dialects, EDGE_DIALECT_BIT(EDGE_DIALECT_ANTHROPIC));
+    assert_int_equal(a->n_models, 2);
+    assert_string_equal(a->models[0], "kimi-k2");
+    assert_string_equal(a->models[1], "claude-sonnet-4-5");
+    assert_int_equal(a->max_concurrency, 12);
+    assert_string_equal(a->proxy, "socks5h://127.0.0.1:1080");
+    assert_int_equal(a->cooldown_until_ms, 1760000000000);
+    a = edge_snapshot_account(s, 20);
+    assert_int_equal(a->dialects, EDGE_DIALECT_BIT(EDGE_DIALECT_OPENAI));
+    assert_null(a->proxy);
+    assert_int_equal(a->n_models, 0);
+    assert_null(a->models);
+    assert_int_equal(a->max_concurrency, 0);
+    assert_int_equal(a->cooldown_until_ms, 0);
+    assert_int_equal(edge_snapshot_account(s, 30)->dialects, EDGE_DIALECT_BIT(EDGE_DIALECT_GEMINI));
+    assert_int_equal(edge_snapshot_account(s, 40)->dialects,
+                     EDGE_DIALECT_BIT(EDGE_DIALECT_ANTHROPIC) |
+                         EDGE_DIALECT_BIT(EDGE_DIALECT_OPENAI) |
+                         EDGE_DIALECT_BIT(EDGE_DIALECT_GEMINI));
+    assert_int_equal(edge_snapshot_account(s, 50)->dialects, 0);
+
+    /* Groups. */
+    g = edge_snapshot_group(s, 1);
+    assert_int_equal(g->mode, EDGE_GROUP_DEDICATED);
+    assert_int_equal(g->n_pool_accounts, 0);
+    g = edge_snapshot_group(s, 2);
+    assert_int_equal(g->mode, EDGE_GROUP_POOL);
+    assert_int_equal(g->n_accounts, 0);
+    /* Priority, then id; unknown and repeated members dropped. */
+    assert_int_equal(g->n_pool_accounts, 4);
+    assert_int_equal(g->pool_accounts[0]->id, 10);
+    assert_int_equal(g->pool_accounts[1]->id, 20);
+    assert_int_equal(g->pool_accounts[2]->id, 30);
+    assert_int_equal(g->pool_accounts[3]->id, 60);
+    assert_ptr_equal(g->pool_accounts[0], edge_snapshot_account(s, 10));
+    g = edge_snapshot_group(s, 3);
+    assert_int_equal(g->mode, EDGE_GROUP_HYBRID);
+    assert_int_equal(g->n_accounts, 1);
+    assert_int_equal(g->accounts[0]->id, 40);
+    assert_int_equal(g->n_pool_accounts, 4);
+    assert_int_equal(g->pool_accounts[3]->id, 60);
+    g = edge_snapshot_group(s, 4);
+    assert_int_equal(g->mode, EDGE_GROUP_DEDICATED);
+    assert_int_equal(g->n_pool_accounts, 0);
+    g = edge_snapshot_group(s, 5);
+    assert_int_equal(g->mode, EDGE_GROUP_DEDICATED);
+    assert_int_equal(g->n_pool_accounts, 0);
+    g = edge_snapshot_group(s, 6);
+    assert_int_equal(g->mode, EDGE_GROUP_POOL);
+    assert_int_equal(g->n_pool_accounts, 0);
+
+    /* Keys. */
+    assert_int_equal(edge_snapshot_lookup(s, "aicp_limited", 12, NOW, &k), EDGE_KEY_OK);
+    assert_int_equal(k->rpm_limit, 60);
+    assert_int_equal(k->tpm_limit, 100000);
+    assert_int_equal(k->concurrency_limit, 2);
+    assert_int_equal(k->n_allowed_models, 2);
+    assert_string_equal(k->allowed_models[0], "claude-haiku-4-5");
+    assert_string_equal(k->allowed_models[1], "gemini-2.5-flash");
+    assert_int_equal(k->group->mode, EDGE_GROUP_HYBRID);
+    assert_int_equal(edge_snapshot_lookup(s, "aicp_free", 9, NOW, &k), EDGE_KEY_OK);
+    assert_int_equal(k->rpm_limit + k->tpm_limit + k->concurrency_limit, 0);
+    assert_int_equal(k->n_allowed_models, 0);
+    assert_null(k->allowed_models);
+    edge_snapshot_unref(s);
+}
+
 int
 main(void)
 {
@@ -280,6 +474,7 @@ main(void)
         cmocka_unit_test(test_refcount),
         cmocka_unit_test(test_unchanged_and_empty),
         cmocka_unit_test(test_many_keys_and_collisions),
+        cmocka_unit_test(test_routing_fields),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -278,9 +278,13 @@ test_healthz_and_routing(void **state)
     expect_error(&r, 404, "not_found", NULL);
     resp_fini(&r);
 
-    http("GET", "/api/groups", NULL, 0, "", &r);
+    http("DELETE", "/api/groups", NULL, 0, "", &r);
     expect_error(&r, 405, "method_not_allowed", NULL);
-    assert_non_null(strcasestr(r.headers.data, "allow: POST"));
+    assert_non_null(strcasestr(r.headers.data, "allow: GET, POST"));
+    resp_fini(&r);
+    http("DELETE", "/api/accounts/1", NULL, 0, "", &r);
+    expect_error(&r, 405, "method_not_allowed", NULL);
+    assert_non_null(strcasestr(r.headers.data, "allow: GET, PATCH"));
     resp_fini(&r);
     http("DELETE", "/healthz", NULL, 0, NULL, &r);
     expect_error(&r, 405, "method_not_allowed", NULL);
@@ -294,9 +298,25 @@ static void
 test_auth_required(void **state)
 {
     static const char *const paths[][2] = {
-        {"POST", "/api/groups"}, {"POST", "/api/accounts"},
-        {"POST", "/api/keys"},   {"POST", "/api/groups/1/bindings"},
-        {"GET", "/api/usage"},   {"GET", "/api/status"},
+        {"POST", "/api/groups"},
+        {"POST", "/api/accounts"},
+        {"POST", "/api/keys"},
+        {"POST", "/api/groups/1/bindings"},
+        {"GET", "/api/usage"},
+        {"GET", "/api/status"},
+        {"GET", "/api/groups"},
+        {"PATCH", "/api/groups/1"},
+        {"GET", "/api/accounts"},
+        {"GET", "/api/accounts/1"},
+        {"PATCH", "/api/accounts/1"},
+        {"GET", "/api/pools"},
+        {"POST", "/api/pools"},
+        {"GET", "/api/pools/1"},
+        {"POST", "/api/pools/1/accounts"},
+        {"GET", "/api/keys"},
+        {"GET", "/api/keys/1"},
+        {"PATCH", "/api/keys/1"},
+        {"DELETE", "/api/keys/1"},
     };
     struct resp r;
 
@@ -653,6 +673,636 @@ test_keys(void **state)
     hub_store_snapshot_fini(&snap);
 }
 
+/* ---- accounts: kinds, presets, routing fields, read and change ----------- */
+
+static void
+patch(const char *path, const char *body, struct resp *r)
+{
+    http("PATCH", path, body, strlen(body), "", r);
+}
+
+static uint64_t
+config_version(void)
+{
+    uint64_t v = 0;
+
+    GW_PASS(hub_store_config_version(fx.store, &v));
+    return v;
+}
+
+/* Creates an account from a JSON body; returns the 201 response's id and
+ * leaves the response in *r for more checks (caller finishes it). */
+static int64_t
+create_account_body(const char *body, struct resp *r)
+{
+    post("/api/accounts", body, "", r);
+    expect_status(r, 201);
+    return jint(r->json, "id");
+}
+
+/* The wire account of id in a fresh snapshot (credential still sealed). */
+static void
+with_store_account(int64_t id, void (*check)(const struct gw_wire_account *a))
+{
+    struct gw_wire_snapshot snap;
+    int found = 0;
+
+    memset(&snap, 0, sizeof(snap));
+    GW_PASS(hub_store_snapshot_load(fx.store, &snap));
+    for (size_t i = 0; i < snap.n_accounts; i++) {
+        if (snap.accounts[i].id == (uint64_t)id) {
+            found = 1;
+            check(&snap.accounts[i]);
+        }
+    }
+    assert_true(found);
+    hub_store_snapshot_fini(&snap);
+}
+
+static void
+check_proxy_stored(const struct gw_wire_account *a)
+{
+    assert_string_equal(a->proxy, "socks5h://alice:s3cr3t-pw@127.0.0.1:1080");
+    assert_int_equal(a->n_models, 2);
+    assert_string_equal(a->models[0], "kimi-k2-0905-preview");
+    assert_int_equal(a->max_concurrency, 7);
+}
+
+static void
+test_account_kinds(void **state)
+{
+    static const struct {
+        const char *body;
+        const char *base_url;
+    } ok[] = {
+        {"{\"name\":\"k\",\"kind\":\"anthropic_compatible\",\"preset\":\"kimi\",\"api_key\":\"x\"}",
+         "https://api.moonshot.ai/anthropic"},
+        {"{\"name\":\"q\",\"kind\":\"anthropic_compatible\",\"preset\":\"qwen\",\"api_key\":\"x\"}",
+         "https://dashscope-intl.aliyuncs.com/api/v2/apps/claude-code-proxy"},
+        {"{\"name\":\"g\",\"kind\":\"anthropic_compatible\",\"preset\":\"glm\",\"api_key\":\"x\"}",
+         "https://api.z.ai/api/anthropic"},
+        {"{\"name\":\"c\",\"kind\":\"anthropic_compatible\",\"preset\":\"custom\","
+         "\"base_url\":\"https://relay.example/anthropic\",\"api_key\":\"x\"}",
+         "https://relay.example/anthropic"},
+        /* An explicit base_url wins over the preset's. */
+        {"{\"name\":\"k2\",\"kind\":\"anthropic_compatible\",\"preset\":\"kimi\","
+         "\"base_url\":\"https://api.moonshot.cn/anthropic\",\"api_key\":\"x\"}",
+         "https://api.moonshot.cn/anthropic"},
+        {"{\"name\":\"a\",\"kind\":\"anthropic\",\"api_key\":\"x\"}", "https://api.anthropic.com"},
+        {"{\"name\":\"gm\",\"kind\":\"gemini\",\"api_key\":\"x\"}",
+         "https://generativelanguage.googleapis.com"},
+        {"{\"name\":\"o\",\"kind\":\"openai_compatible\",\"base_url\":\"http://127.0.0.1:9/v1\","
+         "\"api_key\":\"x\"}",
+         "http://127.0.0.1:9/v1"},
+    };
+    static const struct {
+        const char *body;
+        const char *field;
+    } bad[] = {
+        {"{\"name\":\"c\",\"kind\":\"anthropic_compatible\",\"preset\":\"custom\","
+         "\"api_key\":\"x\"}",
+         "base_url"},
+        {"{\"name\":\"c\",\"kind\":\"anthropic_compatible\",\"api_key\":\"x\"}", "base_url"},
+        {"{\"name\":\"c\",\"kind\":\"anthropic_compatible\",\"preset\":\"deepseek\","
+         "\"api_key\":\"x\"}",
+         "preset"},
+        {"{\"name\":\"c\",\"kind\":\"anthropic_compatible\",\"preset\":7,\"api_key\":\"x\"}",
+         "preset"},
+        {"{\"name\":\"c\",\"kind\":\"anthropic\",\"preset\":\"kimi\",\"api_key\":\"x\"}", "preset"},
+        {"{\"name\":\"o\",\"kind\":\"openai_compatible\",\"api_key\":\"x\"}", "base_url"},
+        {"{\"name\":\"m\",\"kind\":\"mock\",\"api_key\":\"x\"}", "base_url"},
+        {"{\"name\":\"g\",\"kind\":\"gemini\",\"base_url\":\"\",\"api_key\":\"x\"}", "base_url"},
+        {"{\"name\":\"g\",\"kind\":\"gemini\"}", "api_key"},
+        {"{\"name\":\"a\",\"kind\":\"anthropic\",\"api_key\":\"x\",\"models\":\"claude\"}",
+         "models"},
+        {"{\"name\":\"a\",\"kind\":\"anthropic\",\"api_key\":\"x\",\"models\":[\"a\",3]}",
+         "models"},
+        {"{\"name\":\"a\",\"kind\":\"anthropic\",\"api_key\":\"x\",\"models\":[\"\"]}", "models"},
+        {"{\"name\":\"a\",\"kind\":\"anthropic\",\"api_key\":\"x\",\"max_concurrency\":100001}",
+         "max_concurrency"},
+        {"{\"name\":\"a\",\"kind\":\"anthropic\",\"api_key\":\"x\",\"max_concurrency\":-1}",
+         "max_concurrency"},
+        {"{\"name\":\"a\",\"kind\":\"anthropic\",\"api_key\":\"x\",\"proxy\":\"ftp://p:21\"}",
+         "proxy"},
+        {"{\"name\":\"a\",\"kind\":\"anthropic\",\"api_key\":\"x\",\"proxy\":\"http://\"}",
+         "proxy"},
+        {"{\"name\":\"a\",\"kind\":\"anthropic\",\"api_key\":\"x\",\"proxy\":\"socks5://h:99999\"}",
+         "proxy"},
+        {"{\"name\":\"a\",\"kind\":\"anthropic\",\"api_key\":\"x\",\"proxy\":\"http://a b:1\"}",
+         "proxy"},
+        {"{\"name\":\"a\",\"kind\":\"anthropic\",\"api_key\":\"x\",\"proxy\":\"http://h:1/path\"}",
+         "proxy"},
+        {"{\"name\":\"a\",\"kind\":\"anthropic\",\"api_key\":\"x\",\"proxy\":42}", "proxy"},
+        {"{\"name\":\"a\",\"kind\":\"claude_oauth\",\"api_key\":\"x\"}", "kind"},
+    };
+    struct resp r;
+    uint64_t v = config_version();
+    char body[4096];
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        create_account_body(ok[i].body, &r);
+        assert_string_equal(jstr(r.json, "base_url"), ok[i].base_url);
+        assert_true(cJSON_IsNull(cJSON_GetObjectItem(r.json, "proxy")));
+        assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(r.json, "models")), 0);
+        assert_int_equal(jint(r.json, "max_concurrency"), 0);
+        resp_fini(&r);
+    }
+    assert_int_equal(config_version(), v + sizeof(ok) / sizeof(ok[0]));
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        post("/api/accounts", bad[i].body, "", &r);
+        expect_error(&r, 400, "invalid_request", bad[i].field);
+        resp_fini(&r);
+    }
+    /* Too many models, and a model name one byte too long. */
+    {
+        struct gw_buf b = GW_BUF_INIT;
+
+        gw_buf_append_str(&b, "{\"name\":\"a\",\"kind\":\"anthropic\",\"api_key\":\"x\","
+                              "\"models\":[");
+        for (int i = 0; i <= GW_WIRE_MODELS_MAX; i++)
+            gw_buf_appendf(&b, "%s\"m%d\"", i ? "," : "", i);
+        gw_buf_append_str(&b, "]}");
+        post("/api/accounts", b.data, "", &r);
+        expect_error(&r, 400, "invalid_request", "models");
+        resp_fini(&r);
+        gw_buf_reset(&b);
+        gw_buf_append_str(&b, "{\"name\":\"a\",\"kind\":\"anthropic\",\"api_key\":\"x\","
+                              "\"models\":[\"");
+        for (int i = 0; i <= GW_WIRE_MODEL_LEN_MAX; i++)
+            gw_buf_append_str(&b, "m");
+        gw_buf_append_str(&b, "\"]}");
+        post("/api/accounts", b.data, "", &r);
+        expect_error(&r, 400, "invalid_request", "models");
+        resp_fini(&r);
+        gw_buf_fini(&b);
+    }
+    assert_int_equal(config_version(), v + sizeof(ok) / sizeof(ok[0]));
+
+    /* Models, concurrency and a proxy whose password never comes back. */
+    snprintf(body, sizeof(body),
+             "{\"name\":\"routed\",\"kind\":\"anthropic_compatible\",\"preset\":\"kimi\","
+             "\"api_key\":\"x\",\"models\":[\"kimi-k2-0905-preview\",\"kimi-k2-turbo\"],"
+             "\"max_concurrency\":7,\"proxy\":\"socks5h://alice:s3cr3t-pw@127.0.0.1:1080\","
+             "\"priority\":4,\"weight\":9}");
+    {
+        int64_t id = create_account_body(body, &r);
+        const cJSON *models = cJSON_GetObjectItem(r.json, "models");
+
+        assert_int_equal(cJSON_GetArraySize(models), 2);
+        assert_string_equal(cJSON_GetArrayItem(models, 1)->valuestring, "kimi-k2-turbo");
+        assert_int_equal(jint(r.json, "max_concurrency"), 7);
+        assert_string_equal(jstr(r.json, "proxy"), "socks5h://alice:****@127.0.0.1:1080");
+        assert_null(strstr(r.body.data, "s3cr3t-pw"));
+        assert_int_equal(jint(r.json, "priority"), 4);
+        assert_int_equal(jint(r.json, "weight"), 9);
+        assert_true(cJSON_IsNull(cJSON_GetObjectItem(r.json, "disabled_reason")));
+        resp_fini(&r);
+        with_store_account(id, check_proxy_stored);
+    }
+    /* Other proxy forms that are fine. */
+    {
+        static const char *const proxies[] = {"http://proxy.corp:3128", "https://p.example",
+                                              "socks5://[::1]:1080", "HTTP://P:8080/",
+                                              "socks5h://user@h:1"};
+
+        for (size_t i = 0; i < sizeof(proxies) / sizeof(proxies[0]); i++) {
+            snprintf(
+                body, sizeof(body),
+                "{\"name\":\"p%zu\",\"kind\":\"anthropic\",\"api_key\":\"x\",\"proxy\":\"%s\"}", i,
+                proxies[i]);
+            create_account_body(body, &r);
+            assert_string_equal(jstr(r.json, "proxy"), proxies[i]);
+            resp_fini(&r);
+        }
+    }
+}
+
+static void
+check_new_secret(const struct gw_wire_account *a)
+{
+    struct gw_buf plain = GW_BUF_INIT;
+
+    GW_PASS(hub_keys_open_credential(fx.master, a->credential, a->credential_len, &plain));
+    assert_int_equal(plain.len, strlen("sk-rotated-secret"));
+    assert_memory_equal(plain.data, "sk-rotated-secret", plain.len);
+    assert_null(a->proxy);
+    gw_buf_fini(&plain);
+}
+
+static void
+test_account_read_and_change(void **state)
+{
+    char path[96], body[512];
+    const cJSON *items, *it;
+    struct resp r;
+    int64_t id;
+    uint64_t v;
+    int found = 0;
+
+    (void)state;
+    snprintf(body, sizeof(body),
+             "{\"name\":\"change-me\",\"kind\":\"mock\",\"base_url\":\"http://127.0.0.1:9\","
+             "\"api_key\":\"" SECRET_KEY "\",\"proxy\":\"http://u:pw@proxy:8080\"}");
+    id = create_account_body(body, &r);
+    resp_fini(&r);
+
+    http("GET", "/api/accounts", NULL, 0, "", &r);
+    expect_status(&r, 200);
+    items = cJSON_GetObjectItem(r.json, "items");
+    assert_true(cJSON_GetArraySize(items) >= 2);
+    cJSON_ArrayForEach(it, items)
+    {
+        assert_null(cJSON_GetObjectItem(it, "api_key"));
+        assert_null(cJSON_GetObjectItem(it, "credential"));
+        if (jint(it, "id") == id) {
+            found = 1;
+            assert_string_equal(jstr(it, "name"), "change-me");
+            assert_string_equal(jstr(it, "proxy"), "http://u:****@proxy:8080");
+        }
+    }
+    assert_true(found);
+    assert_null(strstr(r.body.data, "THIS-IS-THE-PLAINTEXT"));
+    resp_fini(&r);
+
+    snprintf(path, sizeof(path), "/api/accounts/%lld", (long long)id);
+    http("GET", path, NULL, 0, "", &r);
+    expect_status(&r, 200);
+    assert_int_equal(jint(r.json, "id"), id);
+    assert_string_equal(jstr(r.json, "kind"), "mock");
+    assert_int_equal(jbool(r.json, "enabled"), 1);
+    assert_int_equal(jint(r.json, "auth_failures"), 0);
+    assert_int_equal(jint(r.json, "cooldown_until_ms"), 0);
+    assert_null(strstr(r.body.data, "THIS-IS-THE-PLAINTEXT"));
+    resp_fini(&r);
+    http("GET", "/api/accounts/999999", NULL, 0, "", &r);
+    expect_error(&r, 404, "not_found", "account 999999");
+    resp_fini(&r);
+
+    /* Changes, one request each; every one bumps the version. */
+    v = config_version();
+    patch(path, "{\"enabled\":false}", &r);
+    expect_status(&r, 200);
+    assert_int_equal(jbool(r.json, "enabled"), 0);
+    assert_string_equal(jstr(r.json, "disabled_reason"), "disabled by an admin");
+    resp_fini(&r);
+    patch(path, "{\"enabled\":true,\"priority\":12,\"weight\":3,\"max_concurrency\":50}", &r);
+    expect_status(&r, 200);
+    assert_int_equal(jbool(r.json, "enabled"), 1);
+    assert_true(cJSON_IsNull(cJSON_GetObjectItem(r.json, "disabled_reason")));
+    assert_int_equal(jint(r.json, "priority"), 12);
+    assert_int_equal(jint(r.json, "weight"), 3);
+    assert_int_equal(jint(r.json, "max_concurrency"), 50);
+    resp_fini(&r);
+    patch(path, "{\"models\":[\"fake-model-a\",\"fake-model-b\"],\"name\":\"renamed\"}", &r);
+    expect_status(&r, 200);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(r.json, "models")), 2);
+    assert_string_equal(jstr(r.json, "name"), "renamed");
+    assert_int_equal(jint(r.json, "priority"), 12); /* kept */
+    resp_fini(&r);
+    patch(path,
+          "{\"proxy\":null,\"base_url\":\"http://127.0.0.1:10/x\","
+          "\"api_key\":\"sk-rotated-secret\"}",
+          &r);
+    expect_status(&r, 200);
+    assert_true(cJSON_IsNull(cJSON_GetObjectItem(r.json, "proxy")));
+    assert_string_equal(jstr(r.json, "base_url"), "http://127.0.0.1:10/x");
+    assert_null(strstr(r.body.data, "sk-rotated-secret"));
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(r.json, "models")), 2);
+    resp_fini(&r);
+    with_store_account(id, check_new_secret);
+    patch(path, "{\"models\":[]}", &r);
+    expect_status(&r, 200);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(r.json, "models")), 0);
+    resp_fini(&r);
+    assert_int_equal(config_version(), v + 5);
+
+    /* Refusals name the field and change nothing. */
+    {
+        static const struct {
+            const char *body;
+            const char *field;
+        } bad[] = {
+            {"{\"kind\":\"anthropic\"}", "kind"},
+            {"{}", "nothing to change"},
+            {"{\"enabled\":\"yes\"}", "enabled"},
+            {"{\"enabled\":null}", "enabled"},
+            {"{\"priority\":5000}", "priority"},
+            {"{\"weight\":0}", "weight"},
+            {"{\"max_concurrency\":1.5}", "max_concurrency"},
+            {"{\"proxy\":\"nope\"}", "proxy"},
+            {"{\"base_url\":\"ftp://x\"}", "base_url"},
+            {"{\"base_url\":null}", "base_url"},
+            {"{\"api_key\":\"\"}", "api_key"},
+            {"{\"name\":\"\"}", "name"},
+            {"{\"models\":[1]}", "models"},
+            {"[]", "object"},
+        };
+
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+            patch(path, bad[i].body, &r);
+            expect_error(&r, 400, "invalid_request", bad[i].field);
+            resp_fini(&r);
+        }
+    }
+    patch("/api/accounts/999999", "{\"enabled\":true}", &r);
+    expect_error(&r, 404, "not_found", "account");
+    resp_fini(&r);
+    assert_int_equal(config_version(), v + 5);
+}
+
+static void
+test_pools(void **state)
+{
+    int64_t a1 = create_account("pool-a1"), a2 = create_account("pool-a2");
+    char path[96], body[96];
+    const cJSON *items, *ids;
+    struct resp r;
+    int64_t pid;
+
+    (void)state;
+    post("/api/pools", "{}", "", &r);
+    expect_error(&r, 400, "invalid_request", "name");
+    resp_fini(&r);
+    post("/api/pools", "{\"name\":\"enterprise\"}", "", &r);
+    expect_status(&r, 201);
+    pid = jint(r.json, "id");
+    assert_string_equal(jstr(r.json, "name"), "enterprise");
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(r.json, "account_ids")), 0);
+    resp_fini(&r);
+    post("/api/pools", "{\"name\":\"enterprise\"}", "", &r);
+    expect_error(&r, 409, "conflict", NULL);
+    resp_fini(&r);
+
+    snprintf(path, sizeof(path), "/api/pools/%lld/accounts", (long long)pid);
+    snprintf(body, sizeof(body), "{\"account_id\":%lld}", (long long)a2);
+    post(path, body, "", &r);
+    expect_status(&r, 201);
+    assert_int_equal(jint(r.json, "pool_id"), pid);
+    assert_int_equal(jint(r.json, "account_id"), a2);
+    resp_fini(&r);
+    snprintf(body, sizeof(body), "{\"account_id\":%lld}", (long long)a1);
+    post(path, body, "", &r);
+    expect_status(&r, 201);
+    resp_fini(&r);
+    post(path, body, "", &r);
+    expect_error(&r, 409, "conflict", NULL);
+    resp_fini(&r);
+    post(path, "{\"account_id\":999999}", "", &r);
+    expect_error(&r, 404, "not_found", "account 999999");
+    resp_fini(&r);
+    post(path, "{\"account_id\":\"1\"}", "", &r);
+    expect_error(&r, 400, "invalid_request", "account_id");
+    resp_fini(&r);
+    post("/api/pools/999999/accounts", body, "", &r);
+    expect_error(&r, 404, "not_found", "pool 999999");
+    resp_fini(&r);
+
+    snprintf(path, sizeof(path), "/api/pools/%lld", (long long)pid);
+    http("GET", path, NULL, 0, "", &r);
+    expect_status(&r, 200);
+    ids = cJSON_GetObjectItem(r.json, "account_ids");
+    assert_int_equal(cJSON_GetArraySize(ids), 2);
+    assert_int_equal((int64_t)cJSON_GetArrayItem(ids, 0)->valuedouble, a2);
+    assert_int_equal((int64_t)cJSON_GetArrayItem(ids, 1)->valuedouble, a1);
+    resp_fini(&r);
+    http("GET", "/api/pools/999999", NULL, 0, "", &r);
+    expect_error(&r, 404, "not_found", "pool");
+    resp_fini(&r);
+    post("/api/pools", "{\"name\":\"second\"}", "", &r);
+    expect_status(&r, 201);
+    resp_fini(&r);
+    http("GET", "/api/pools", NULL, 0, "", &r);
+    expect_status(&r, 200);
+    items = cJSON_GetObjectItem(r.json, "items");
+    assert_int_equal(cJSON_GetArraySize(items), 2);
+    assert_int_equal(jint(cJSON_GetArrayItem(items, 0), "id"), pid);
+    assert_string_equal(jstr(cJSON_GetArrayItem(items, 1), "name"), "second");
+    resp_fini(&r);
+}
+
+static void
+test_group_modes(void **state)
+{
+    int64_t g = create_group("mode-g"), pid;
+    char path[96], body[128];
+    const cJSON *items, *it;
+    struct resp r;
+    int found = 0;
+    uint64_t v;
+
+    (void)state;
+    post("/api/pools", "{\"name\":\"mode-pool\"}", "", &r);
+    expect_status(&r, 201);
+    pid = jint(r.json, "id");
+    resp_fini(&r);
+
+    http("GET", "/api/groups", NULL, 0, "", &r);
+    expect_status(&r, 200);
+    items = cJSON_GetObjectItem(r.json, "items");
+    cJSON_ArrayForEach(it, items)
+    {
+        if (jint(it, "id") == g) {
+            found = 1;
+            assert_string_equal(jstr(it, "name"), "mode-g");
+            assert_string_equal(jstr(it, "mode"), "dedicated");
+            assert_true(cJSON_IsNull(cJSON_GetObjectItem(it, "pool_id")));
+        }
+    }
+    assert_true(found);
+    resp_fini(&r);
+
+    v = config_version();
+    snprintf(path, sizeof(path), "/api/groups/%lld", (long long)g);
+    patch(path, "{\"mode\":\"pool\"}", &r);
+    expect_error(&r, 400, "invalid_request", "pool_id");
+    resp_fini(&r);
+    patch(path, "{\"mode\":\"hybrid\",\"pool_id\":999999}", &r);
+    expect_error(&r, 404, "not_found", "pool 999999");
+    resp_fini(&r);
+    patch("/api/groups/999999", "{\"mode\":\"dedicated\"}", &r);
+    expect_error(&r, 404, "not_found", "group 999999");
+    resp_fini(&r);
+    patch(path, "{\"mode\":\"shared\"}", &r);
+    expect_error(&r, 400, "invalid_request", "mode");
+    resp_fini(&r);
+    patch(path, "{\"pool_id\":\"1\"}", &r);
+    expect_error(&r, 400, "invalid_request", "pool_id");
+    resp_fini(&r);
+    patch(path, "{\"name\":\"renamed\"}", &r);
+    expect_error(&r, 400, "invalid_request", "name");
+    resp_fini(&r);
+    assert_int_equal(config_version(), v);
+
+    snprintf(body, sizeof(body), "{\"mode\":\"hybrid\",\"pool_id\":%lld}", (long long)pid);
+    patch(path, body, &r);
+    expect_status(&r, 200);
+    assert_string_equal(jstr(r.json, "mode"), "hybrid");
+    assert_int_equal(jint(r.json, "pool_id"), pid);
+    assert_string_equal(jstr(r.json, "name"), "mode-g");
+    resp_fini(&r);
+    patch(path, "{\"pool_id\":null}", &r);
+    expect_error(&r, 400, "invalid_request", "pool_id");
+    resp_fini(&r);
+    patch(path, "{\"mode\":\"dedicated\",\"pool_id\":null}", &r);
+    expect_status(&r, 200);
+    assert_string_equal(jstr(r.json, "mode"), "dedicated");
+    assert_true(cJSON_IsNull(cJSON_GetObjectItem(r.json, "pool_id")));
+    resp_fini(&r);
+    assert_int_equal(config_version(), v + 2);
+}
+
+static void
+test_key_limits(void **state)
+{
+    int64_t g = create_group("limits-g"), id, other;
+    struct gw_wire_snapshot snap;
+    char body[512], path[96];
+    const cJSON *items, *models;
+    struct resp r;
+    int found = 0;
+
+    (void)state;
+    snprintf(body, sizeof(body),
+             "{\"group_id\":%lld,\"name\":\"limited\",\"rpm_limit\":60,\"tpm_limit\":4294967295,"
+             "\"concurrency_limit\":2,\"allowed_models\":[\"claude-haiku-4-5\"],"
+             "\"expires_at\":4102444800}",
+             (long long)g);
+    post("/api/keys", body, "", &r);
+    expect_status(&r, 201);
+    id = jint(r.json, "id");
+    assert_int_equal(jint(r.json, "rpm_limit"), 60);
+    assert_int_equal(jint(r.json, "tpm_limit"), 4294967295LL);
+    assert_int_equal(jint(r.json, "concurrency_limit"), 2);
+    assert_int_equal(jint(r.json, "expires_at"), 4102444800LL);
+    assert_int_equal(jbool(r.json, "enabled"), 1);
+    models = cJSON_GetObjectItem(r.json, "allowed_models");
+    assert_int_equal(cJSON_GetArraySize(models), 1);
+    assert_string_equal(cJSON_GetArrayItem(models, 0)->valuestring, "claude-haiku-4-5");
+    assert_true(strlen(jstr(r.json, "key")) > 20);
+    resp_fini(&r);
+    snprintf(body, sizeof(body), "{\"group_id\":%lld,\"name\":\"plain\"}", (long long)g);
+    post("/api/keys", body, "", &r);
+    expect_status(&r, 201);
+    other = jint(r.json, "id");
+    assert_int_equal(jint(r.json, "rpm_limit"), 0);
+    assert_int_equal(jint(r.json, "expires_at"), 0);
+    resp_fini(&r);
+
+    {
+        static const char *const bad[][2] = {
+            {"\"rpm_limit\":-1", "rpm_limit"},
+            {"\"tpm_limit\":4294967296", "tpm_limit"},
+            {"\"concurrency_limit\":100001", "concurrency_limit"},
+            {"\"allowed_models\":[\"\"]", "allowed_models"},
+            {"\"allowed_models\":{}", "allowed_models"},
+            {"\"expires_at\":-5", "expires_at"},
+            {"\"expires_at\":\"tomorrow\"", "expires_at"},
+        };
+
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+            snprintf(body, sizeof(body), "{\"group_id\":%lld,\"name\":\"x\",%s}", (long long)g,
+                     bad[i][0]);
+            post("/api/keys", body, "", &r);
+            expect_error(&r, 400, "invalid_request", bad[i][1]);
+            resp_fini(&r);
+        }
+    }
+
+    /* The limits reach the snapshot. */
+    memset(&snap, 0, sizeof(snap));
+    GW_PASS(hub_store_snapshot_load(fx.store, &snap));
+    for (size_t i = 0; i < snap.n_keys; i++) {
+        if (snap.keys[i].id != (uint64_t)id)
+            continue;
+        found = 1;
+        assert_int_equal(snap.keys[i].rpm_limit, 60);
+        assert_int_equal(snap.keys[i].tpm_limit, UINT32_MAX);
+        assert_int_equal(snap.keys[i].concurrency_limit, 2);
+        assert_int_equal(snap.keys[i].n_allowed_models, 1);
+        assert_int_equal(snap.keys[i].expires_at, 4102444800LL);
+    }
+    assert_true(found);
+    hub_store_snapshot_fini(&snap);
+
+    /* Listing by group: never the key itself. */
+    snprintf(path, sizeof(path), "/api/keys?group_id=%lld", (long long)g);
+    http("GET", path, NULL, 0, "", &r);
+    expect_status(&r, 200);
+    items = cJSON_GetObjectItem(r.json, "items");
+    assert_int_equal(cJSON_GetArraySize(items), 2);
+    assert_int_equal(jint(cJSON_GetArrayItem(items, 0), "id"), id);
+    assert_int_equal(jint(cJSON_GetArrayItem(items, 1), "id"), other);
+    assert_null(cJSON_GetObjectItem(cJSON_GetArrayItem(items, 0), "key"));
+    assert_int_equal(strlen(jstr(cJSON_GetArrayItem(items, 0), "prefix")), HUB_KEY_DISPLAY_LEN);
+    resp_fini(&r);
+    http("GET", "/api/keys?group_id=abc", NULL, 0, "", &r);
+    expect_error(&r, 400, "invalid_request", "group_id");
+    resp_fini(&r);
+    http("GET", "/api/keys", NULL, 0, "", &r);
+    expect_status(&r, 200);
+    assert_true(cJSON_GetArraySize(cJSON_GetObjectItem(r.json, "items")) >= 3);
+    resp_fini(&r);
+
+    /* Changes. */
+    snprintf(path, sizeof(path), "/api/keys/%lld", (long long)id);
+    patch(path,
+          "{\"rpm_limit\":0,\"allowed_models\":[],\"name\":\"relaxed\",\"enabled\":false,"
+          "\"expires_at\":null}",
+          &r);
+    expect_status(&r, 200);
+    assert_int_equal(jint(r.json, "rpm_limit"), 0);
+    assert_int_equal(jint(r.json, "tpm_limit"), 4294967295LL);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(r.json, "allowed_models")), 0);
+    assert_string_equal(jstr(r.json, "name"), "relaxed");
+    assert_int_equal(jbool(r.json, "enabled"), 0);
+    assert_int_equal(jint(r.json, "expires_at"), 0);
+    resp_fini(&r);
+    patch(path, "{\"group_id\":1}", &r);
+    expect_error(&r, 400, "invalid_request", "group_id");
+    resp_fini(&r);
+    patch(path, "{\"concurrency_limit\":-2}", &r);
+    expect_error(&r, 400, "invalid_request", "concurrency_limit");
+    resp_fini(&r);
+    patch(path, "{\"enabled\":null}", &r);
+    expect_error(&r, 400, "invalid_request", "enabled");
+    resp_fini(&r);
+    patch(path, "{}", &r);
+    expect_error(&r, 400, "invalid_request", "nothing to change");
+    resp_fini(&r);
+    http("GET", path, NULL, 0, "", &r);
+    expect_status(&r, 200);
+    assert_string_equal(jstr(r.json, "name"), "relaxed");
+    resp_fini(&r);
+
+    /* Revocation: 204, then gone everywhere. */
+    http("DELETE", path, NULL, 0, "", &r);
+    expect_status(&r, 204);
+    assert_int_equal(r.body.len, 0);
+    resp_fini(&r);
+    http("DELETE", path, NULL, 0, "", &r);
+    expect_error(&r, 404, "not_found", "key");
+    resp_fini(&r);
+    http("GET", path, NULL, 0, "", &r);
+    expect_error(&r, 404, "not_found", "key");
+    resp_fini(&r);
+    patch(path, "{\"enabled\":true}", &r);
+    expect_error(&r, 404, "not_found", "key");
+    resp_fini(&r);
+    snprintf(path, sizeof(path), "/api/keys?group_id=%lld", (long long)g);
+    http("GET", path, NULL, 0, "", &r);
+    expect_status(&r, 200);
+    items = cJSON_GetObjectItem(r.json, "items");
+    assert_int_equal(cJSON_GetArraySize(items), 1);
+    assert_int_equal(jint(cJSON_GetArrayItem(items, 0), "id"), other);
+    resp_fini(&r);
+    memset(&snap, 0, sizeof(snap));
+    GW_PASS(hub_store_snapshot_load(fx.store, &snap));
+    for (size_t i = 0; i < snap.n_keys; i++)
+        assert_true(snap.keys[i].id != (uint64_t)id);
+    hub_store_snapshot_fini(&snap);
+}
+
 static void
 fill_record(struct gw_usage_record *r, const char *rid, uint64_t key_id, const char *model,
             int64_t time_ms)
@@ -842,6 +1492,11 @@ main(void)
         cmocka_unit_test(test_accounts),
         cmocka_unit_test(test_bindings),
         cmocka_unit_test(test_keys),
+        cmocka_unit_test(test_account_kinds),
+        cmocka_unit_test(test_account_read_and_change),
+        cmocka_unit_test(test_pools),
+        cmocka_unit_test(test_group_modes),
+        cmocka_unit_test(test_key_limits),
         cmocka_unit_test(test_usage),
         cmocka_unit_test(test_status),
         cmocka_unit_test(test_body_limit),

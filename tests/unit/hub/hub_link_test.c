@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
@@ -148,24 +149,24 @@ setup(void **state)
     f->group_id = g.id;
 
     seal(f->master, SECRET, &sealed);
-    struct hub_account_new an = {"primary",
-                                 "anthropic",
-                                 "https://api.anthropic.com",
-                                 (const uint8_t *)sealed.data,
-                                 sealed.len,
-                                 1,
-                                 10};
+    struct hub_account_new an = {.name = "primary",
+                                 .kind = "anthropic",
+                                 .base_url = "https://api.anthropic.com",
+                                 .credential_sealed = (const uint8_t *)sealed.data,
+                                 .credential_sealed_len = sealed.len,
+                                 .priority = 1,
+                                 .weight = 10};
     GW_PASS(hub_store_account_create(f->st, &an, &a));
     f->acct_ok = a.id;
     /* Sealed under another master key: the hub cannot open it. */
     seal(other, "sk-ant-unreadable", &sealed_bad);
-    struct hub_account_new bad = {"broken",
-                                  "anthropic",
-                                  "https://api.anthropic.com",
-                                  (const uint8_t *)sealed_bad.data,
-                                  sealed_bad.len,
-                                  2,
-                                  5};
+    struct hub_account_new bad = {.name = "broken",
+                                  .kind = "anthropic",
+                                  .base_url = "https://api.anthropic.com",
+                                  .credential_sealed = (const uint8_t *)sealed_bad.data,
+                                  .credential_sealed_len = sealed_bad.len,
+                                  .priority = 2,
+                                  .weight = 5};
     GW_PASS(hub_store_account_create(f->st, &bad, &a));
     f->acct_bad = a.id;
     gw_buf_fini(&sealed);
@@ -403,6 +404,132 @@ test_usage_batch(void **state)
     free(rows);
 }
 
+/* The routing fields travel in the snapshot, and account events sent with
+ * a usage batch are applied once: three 401s disable the account for every
+ * edge, a long 429 cools it down. */
+static void
+test_account_events(void **state)
+{
+    struct fx *f = *state;
+    static const char *const models[] = {"claude-sonnet-4-5", "claude-haiku-4-5"};
+    static const char *const allowed[] = {"claude-haiku-4-5"};
+    struct hub_account_patch ap;
+    struct hub_group_patch gp;
+    struct hub_key_patch kp;
+    struct hub_account acct;
+    struct hub_group grp;
+    struct hub_pool pool;
+    struct hub_key key;
+    struct gw_account_event ev[3];
+    struct gw_msg m, r;
+    const struct gw_wire_snapshot *s;
+    uint64_t version;
+    int64_t t;
+
+    memset(&ap, 0, sizeof(ap));
+    ap.fields = HUB_ACCOUNT_SET_MODELS | HUB_ACCOUNT_SET_MAX_CONCURRENCY | HUB_ACCOUNT_SET_PROXY;
+    ap.models = models;
+    ap.n_models = 2;
+    ap.max_concurrency = 3;
+    ap.proxy = "http://proxy.test:3128";
+    GW_PASS(hub_store_account_update(f->st, f->acct_ok, &ap, &acct));
+    hub_account_fini(&acct);
+    GW_PASS(hub_store_pool_create(f->st, "shared", &pool));
+    GW_PASS(hub_store_pool_add_account(f->st, pool.id, f->acct_ok));
+    memset(&gp, 0, sizeof(gp));
+    gp.fields = HUB_GROUP_SET_MODE | HUB_GROUP_SET_POOL;
+    gp.mode = "hybrid";
+    gp.pool_id = pool.id;
+    GW_PASS(hub_store_group_update(f->st, f->group_id, &gp, &grp));
+    memset(&kp, 0, sizeof(kp));
+    kp.fields = HUB_KEY_SET_RPM | HUB_KEY_SET_ALLOWED_MODELS;
+    kp.rpm_limit = 30;
+    kp.allowed_models = allowed;
+    kp.n_allowed_models = 1;
+    GW_PASS(hub_store_key_update(f->st, f->key_id, &kp, &key));
+    hub_key_fini(&key);
+
+    fetch(f->req, 0, &r);
+    s = &r.u.snapshot;
+    version = s->version;
+    assert_int_equal(s->n_groups, 1);
+    assert_string_equal(s->groups[0].mode, "hybrid");
+    assert_int_equal(s->groups[0].pool_id, pool.id);
+    assert_int_equal(s->n_pools, 1);
+    assert_int_equal(s->pools[0].n_account_ids, 1);
+    assert_int_equal(s->pools[0].account_ids[0], f->acct_ok);
+    assert_int_equal(s->keys[0].rpm_limit, 30);
+    assert_int_equal(s->keys[0].n_allowed_models, 1);
+    assert_string_equal(s->keys[0].allowed_models[0], "claude-haiku-4-5");
+    for (size_t i = 0; i < s->n_accounts; i++) {
+        if (s->accounts[i].id != f->acct_ok)
+            continue;
+        assert_int_equal(s->accounts[i].enabled, 1);
+        assert_int_equal(s->accounts[i].n_models, 2);
+        assert_string_equal(s->accounts[i].models[1], "claude-haiku-4-5");
+        assert_int_equal(s->accounts[i].max_concurrency, 3);
+        assert_string_equal(s->accounts[i].proxy, "http://proxy.test:3128");
+        assert_memory_equal(s->accounts[i].credential, SECRET, strlen(SECRET));
+    }
+    gw_msg_fini(&r);
+
+    t = (int64_t)time(NULL) * 1000;
+    for (int i = 0; i < 3; i++) {
+        memset(&ev[i], 0, sizeof(ev[i]));
+        ev[i].account_id = f->acct_ok;
+        ev[i].status = 401;
+        ev[i].time_ms = t + i;
+        snprintf(ev[i].message, sizeof(ev[i].message), "invalid x-api-key");
+    }
+    fill_batch(&m, "edge-ev", 1, NULL, 0);
+    m.u.usage_batch.account_events = ev;
+    m.u.usage_batch.n_account_events = 3;
+    rpc(f->req, &m, &r);
+    assert_int_equal(r.type, GW_MSG_USAGE_ACK);
+    assert_int_equal(r.u.usage_ack.duplicate, 0);
+    gw_msg_fini(&r);
+    /* Resent (REQ retry): not counted twice. */
+    rpc(f->req, &m, &r);
+    assert_int_equal(r.u.usage_ack.duplicate, 1);
+    gw_msg_fini(&r);
+    GW_PASS(hub_store_account_get(f->st, f->acct_ok, &acct));
+    assert_int_equal(acct.enabled, 0);
+    assert_int_equal(acct.auth_failures, 3);
+    assert_string_equal(acct.disabled_reason, "upstream rejected the credential (401)");
+    hub_account_fini(&acct);
+
+    /* The edge's version is stale: the new snapshot has it disabled. */
+    fetch(f->req, version, &r);
+    assert_int_equal(r.u.snapshot.unchanged, 0);
+    assert_true(r.u.snapshot.version == version + 1);
+    for (size_t i = 0; i < r.u.snapshot.n_accounts; i++) {
+        if (r.u.snapshot.accounts[i].id == f->acct_ok)
+            assert_int_equal(r.u.snapshot.accounts[i].enabled, 0);
+    }
+    version = r.u.snapshot.version;
+    gw_msg_fini(&r);
+
+    /* A long 429 on the other account: a cooldown every edge sees. */
+    memset(&ev[0], 0, sizeof(ev[0]));
+    ev[0].account_id = f->acct_bad;
+    ev[0].status = 429;
+    ev[0].time_ms = t;
+    ev[0].retry_after_ms = 300000;
+    fill_batch(&m, "edge-ev", 2, NULL, 0);
+    m.u.usage_batch.account_events = ev;
+    m.u.usage_batch.n_account_events = 1;
+    rpc(f->req, &m, &r);
+    assert_int_equal(r.type, GW_MSG_USAGE_ACK);
+    gw_msg_fini(&r);
+    fetch(f->req, version, &r);
+    assert_int_equal(r.u.snapshot.unchanged, 0);
+    for (size_t i = 0; i < r.u.snapshot.n_accounts; i++) {
+        if (r.u.snapshot.accounts[i].id == f->acct_bad)
+            assert_int_equal(r.u.snapshot.accounts[i].cooldown_until_ms, t + 300000);
+    }
+    gw_msg_fini(&r);
+}
+
 static void
 test_bad_frames(void **state)
 {
@@ -583,6 +710,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_hello, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot, setup, teardown),
         cmocka_unit_test_setup_teardown(test_usage_batch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_account_events, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_frames, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_edges, setup, teardown),
         cmocka_unit_test_setup_teardown(test_listen_errors, setup, teardown),
