@@ -137,6 +137,11 @@ edge_respond_error(const struct edge_provider *prov, struct gw_http_req *hreq, c
     prov->error_body(status, err, message, &body);
     if (rid)
         gw_http_add_header(hreq, "x-aicarpool-request-id", rid);
+    /* The official SDKs (and so Claude Code and Codex) retry with backoff
+     * unless told otherwise; a wrong key or a malformed body will not get
+     * better by retrying, so say so. */
+    if (status >= 400 && status < 500 && status != 408 && status != 409 && status != 429)
+        gw_http_add_header(hreq, "x-should-retry", "false");
     gw_http_respond(hreq, status, "application/json", body.data, body.len);
     gw_buf_fini(&body);
 }

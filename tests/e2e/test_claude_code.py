@@ -5,6 +5,7 @@ gateway key prints the fake provider's answer, and the hub's usage rows match
 exactly what the fake provider reported."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -30,8 +31,11 @@ def run_claude(edge_port, key, prompt, extra_env=None, extra_args=None):
         "NO_PROXY": "127.0.0.1,localhost",
     }
     env.update(extra_env or {})
-    p = subprocess.run([CLAUDE, "-p", prompt] + (extra_args or []), env=env, cwd=home,
-                       stdin=subprocess.DEVNULL, capture_output=True, timeout=180)
+    try:
+        p = subprocess.run([CLAUDE, "-p", prompt] + (extra_args or []), env=env, cwd=home,
+                           stdin=subprocess.DEVNULL, capture_output=True, timeout=120)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
     return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
 
 
