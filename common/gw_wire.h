@@ -31,6 +31,10 @@ enum gw_msg_type {
     GW_MSG_USAGE_BATCH,
     GW_MSG_USAGE_ACK,
     GW_MSG_ERROR,
+    GW_MSG_FETCH_DELTAS,
+    GW_MSG_DELTAS,
+    GW_MSG_HEARTBEAT,
+    GW_MSG_HEARTBEAT_ACK,
 };
 
 /* All char * fields below are owned NUL-terminated strings (may be NULL
@@ -49,6 +53,10 @@ struct gw_wire_hello {
 struct gw_wire_hello_reply {
     uint64_t config_version;
     uint64_t last_usage_seq;
+    uint8_t *nonce; /* owned; NULL when absent */
+    size_t nonce_len;
+    int authenticated;
+    char *push_url;
 };
 
 struct gw_wire_fetch_snapshot {
@@ -162,6 +170,63 @@ struct gw_wire_usage_ack {
     int duplicate;
 };
 
+struct gw_wire_fetch_deltas {
+    char *edge_id;
+    uint64_t from_version;
+};
+
+enum gw_change_kind {
+    GW_CHANGE_NONE = 0,
+    GW_CHANGE_KEY,
+    GW_CHANGE_GROUP,
+    GW_CHANGE_ACCOUNT,
+    GW_CHANGE_POOL,
+    GW_CHANGE_BINDING,
+    GW_CHANGE_KEY_REMOVED,
+    GW_CHANGE_ACCOUNT_REMOVED,
+    GW_CHANGE_GROUP_REMOVED,
+    GW_CHANGE_BINDING_REMOVED,
+    GW_CHANGE_POOL_REMOVED,
+};
+
+/* One change-log entry: the entity's full current state, or its removal. */
+struct gw_wire_change {
+    uint64_t version;
+    enum gw_change_kind kind;
+    union {
+        struct gw_wire_key key;
+        struct gw_wire_group group;
+        struct gw_wire_account account;
+        struct gw_wire_pool pool;
+        struct gw_wire_binding binding; /* BINDING and BINDING_REMOVED */
+        uint64_t removed_id;            /* KEY/ACCOUNT/GROUP/POOL_REMOVED */
+    } u;
+};
+
+struct gw_wire_deltas {
+    uint64_t from_version;
+    uint64_t to_version;
+    struct gw_wire_change *changes;
+    size_t n_changes;
+    int snapshot_required;
+};
+
+struct gw_wire_heartbeat {
+    char *edge_id;
+    uint64_t snapshot_version;
+    char *snapshot_source; /* "hub" or "disk" */
+    uint64_t requests_total;
+    uint64_t errors_total;
+    uint64_t usage_pending;
+    int64_t uptime_s;
+    char *region;
+    char *version;
+};
+
+struct gw_wire_heartbeat_ack {
+    uint64_t config_version;
+};
+
 struct gw_wire_error {
     gw_err code;
     char *message;
@@ -177,6 +242,10 @@ struct gw_msg {
         struct gw_wire_usage_batch usage_batch;
         struct gw_wire_usage_ack usage_ack;
         struct gw_wire_error error;
+        struct gw_wire_fetch_deltas fetch_deltas;
+        struct gw_wire_deltas deltas;
+        struct gw_wire_heartbeat heartbeat;
+        struct gw_wire_heartbeat_ack heartbeat_ack;
     } u;
 };
 
