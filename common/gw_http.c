@@ -37,6 +37,10 @@
 #define HTTP_FLUSH_DEFAULT_MS 60000
 /* Initial body reservation when Content-Length is known. */
 #define HTTP_BODY_PREALLOC (1024 * 1024)
+/* Response bytes produced during one loop iteration are coalesced into one
+ * socket write (head, body pieces, the final chunk), flushed from the
+ * server's prepare/check handles; beyond this many they go out at once. */
+#define HTTP_COALESCE_MAX (64 * 1024)
 
 enum http_req_state {
     REQ_PARSING,   /* owned by the connection, being received */
@@ -68,6 +72,9 @@ struct http_req {
     unsigned chunked : 1;
     unsigned close_after : 1;
     unsigned drain_armed : 1;
+    unsigned has_length : 1; /* gw_http_start_length(): Content-Length framing */
+    unsigned first_sent : 1; /* streamed: the first body bytes went out at once */
+    uint64_t length_left;    /* body bytes still owed under has_length */
     gw_http_abort_cb abort_cb;
     void *abort_arg;
     gw_http_drain_cb drain_cb;
@@ -82,10 +89,13 @@ struct http_conn {
     struct gw_http_server *srv;
     struct http_conn *prev, *next;             /* server's connection list */
     struct http_conn *defer_prev, *defer_next; /* server's deferred-work list */
+    struct http_conn *flush_prev, *flush_next; /* server's pending-output list */
+    struct gw_buf out;                         /* response bytes not yet handed to the socket */
+    size_t out_accounted;                      /* their share of `queued` (plaintext size) */
     struct http_req *cur;                      /* request being received or handled */
     struct gw_buf pending;                     /* received, not yet parsed (pipelining) */
     size_t header_bytes;
-    size_t queued; /* response bytes handed to uv_write, not yet completed */
+    size_t queued; /* response bytes in `out` or handed to uv_write, not yet completed */
     uint64_t deadline;
     uint64_t write_progress; /* loop time of the last write completion (write timeout) */
     struct gw_tls *tls;      /* NULL on plaintext connections */
@@ -105,6 +115,7 @@ struct http_conn {
     unsigned deferred : 1;
     unsigned defer_close : 1;
     unsigned tls_dead : 1; /* the TLS session failed: no close_notify */
+    unsigned flush_queued : 1;
 };
 
 struct http_listener {
@@ -131,6 +142,10 @@ struct gw_http_server {
     size_t n_conns;
     size_t n_handles; /* listeners, rejected sockets and the idle handle */
     uv_idle_t idle;
+    uv_prepare_t flush_prepare; /* flushes output made before the poll */
+    uv_check_t flush_check;     /* flushes output made by I/O callbacks */
+    struct http_conn *flush_head, *flush_tail;
+    size_t n_flush;
     struct http_conn *defer_head, *defer_tail;
     size_t n_deferred;
     int closing;
@@ -152,6 +167,8 @@ static atomic_uint_fast64_t http_next_id = 1;
 static void conn_close(struct http_conn *c);
 static void conn_on_timer(uv_timer_t *t);
 static void srv_on_idle(uv_idle_t *h);
+static void srv_on_flush_prepare(uv_prepare_t *h);
+static void srv_on_flush_check(uv_check_t *h);
 
 /* ---- small helpers ---- */
 
@@ -370,6 +387,52 @@ conn_undefer(struct http_conn *c)
     srv->n_deferred--;
 }
 
+/* ---- pending output (one socket write per connection and loop turn) ---- */
+
+static void
+conn_flush_enqueue(struct http_conn *c)
+{
+    struct gw_http_server *srv = c->srv;
+
+    if (c->flush_queued)
+        return;
+    c->flush_queued = 1;
+    c->flush_next = NULL;
+    c->flush_prev = srv->flush_tail;
+    if (srv->flush_tail != NULL)
+        srv->flush_tail->flush_next = c;
+    else
+        srv->flush_head = c;
+    srv->flush_tail = c;
+    if (srv->n_flush++ == 0 && !srv->closing) {
+        uv_prepare_start(&srv->flush_prepare, srv_on_flush_prepare);
+        uv_check_start(&srv->flush_check, srv_on_flush_check);
+    }
+}
+
+static void
+conn_flush_dequeue(struct http_conn *c)
+{
+    struct gw_http_server *srv = c->srv;
+
+    if (!c->flush_queued)
+        return;
+    if (c->flush_prev != NULL)
+        c->flush_prev->flush_next = c->flush_next;
+    else
+        srv->flush_head = c->flush_next;
+    if (c->flush_next != NULL)
+        c->flush_next->flush_prev = c->flush_prev;
+    else
+        srv->flush_tail = c->flush_prev;
+    c->flush_prev = c->flush_next = NULL;
+    c->flush_queued = 0;
+    if (--srv->n_flush == 0) {
+        uv_prepare_stop(&srv->flush_prepare);
+        uv_check_stop(&srv->flush_check);
+    }
+}
+
 /* ---- requests ---- */
 
 static struct http_req *
@@ -487,32 +550,23 @@ conn_flush_timeout(const struct http_conn *c)
     return ms > 0 ? ms : HTTP_FLUSH_DEFAULT_MS;
 }
 
+/* `accounted` queued bytes reached the socket. With `may_call_back` the
+ * drain callback may run (never from inside a gw_http_* call). */
 static void
-conn_on_write(uv_write_t *w, int status)
+conn_written(struct http_conn *c, size_t accounted, int may_call_back)
 {
-    struct http_wreq *wr = (struct http_wreq *)w;
-    struct http_conn *c = wr->conn;
     struct http_req *r;
     size_t high = c->srv->limits.write_high_water;
 
-    c->queued -= wr->len;
-    free(wr->data);
-    free(wr);
-    if (c->closing)
-        return;
+    c->queued -= accounted;
     c->write_progress = uv_now(c->srv->loop);
-    if (status < 0) {
-        gw_log(GW_LOG_DEBUG, "HTTP-WRITE", "write to %s failed: %s", c->peer, uv_strerror(status));
-        conn_close(c);
-        return;
-    }
     if (c->shutting) {
         if (!c->lingering)
             conn_timer_start(c, conn_flush_timeout(c));
         return;
     }
     r = c->cur;
-    if (r != NULL && c->busy && r->drain_armed && c->queued < high / 2) {
+    if (may_call_back && r != NULL && c->busy && r->drain_armed && c->queued < high / 2) {
         r->drain_armed = 0;
         /* The callback may finish (and free) the request: touch nothing after. */
         if (r->drain_cb != NULL)
@@ -520,44 +574,150 @@ conn_on_write(uv_write_t *w, int status)
     }
 }
 
-/* Takes the buffer's storage and queues it as is; `accounted` is what it
- * adds to the write queue (the plaintext size; 0 for TLS's own records). A
- * synchronous failure closes the connection from the idle callback, never
- * under the caller. */
+static void
+conn_on_write(uv_write_t *w, int status)
+{
+    struct http_wreq *wr = (struct http_wreq *)w;
+    struct http_conn *c = wr->conn;
+    size_t accounted = wr->len;
+
+    free(wr->data);
+    free(wr);
+    if (c->closing) {
+        c->queued -= accounted;
+        return;
+    }
+    if (status < 0) {
+        c->queued -= accounted;
+        gw_log(GW_LOG_DEBUG, "HTTP-WRITE", "write to %s failed: %s", c->peer, uv_strerror(status));
+        conn_close(c);
+        return;
+    }
+    conn_written(c, accounted, 1);
+}
+
+/* A synchronous write failure closes the connection from the idle
+ * callback, never under the caller. */
+static void
+conn_write_failed(struct http_conn *c)
+{
+    c->defer_close = 1;
+    conn_defer(c);
+}
+
+/* Hands the pending output to the socket: uv_try_write first (no request,
+ * no callback when the kernel takes it all), uv_write for the rest. */
 static int
-conn_write_raw(struct http_conn *c, struct gw_buf *b, size_t accounted)
+conn_flush(struct http_conn *c, int may_call_back)
 {
     struct http_wreq *wr;
     uv_buf_t ub;
-    size_t len;
-    char *data = gw_buf_steal(b, &len);
+    size_t len, accounted = c->out_accounted;
+    char *data;
     int rv;
 
-    if (len == 0 || c->closing || c->defer_close) {
+    conn_flush_dequeue(c);
+    if (c->out.len == 0)
+        return 0;
+    c->out_accounted = 0;
+    data = gw_buf_steal(&c->out, &len);
+    if (c->closing || c->defer_close) {
         free(data);
-        return len == 0 ? 0 : -1;
+        return -1;
     }
     if (len > UINT_MAX) {
         gw_log(GW_LOG_ERROR, "HTTP-WRITE", "refusing a %zu-byte write to %s", len, c->peer);
         free(data);
-        c->defer_close = 1;
-        conn_defer(c);
+        conn_write_failed(c);
+        return -1;
+    }
+    ub = uv_buf_init(data, (unsigned)len);
+    rv = uv_try_write((uv_stream_t *)&c->tcp, &ub, 1);
+    if (rv >= 0 && (size_t)rv == len) {
+        free(data);
+        conn_written(c, accounted, may_call_back);
+        return 0;
+    }
+    if (rv > 0) {
+        ub.base += rv;
+        ub.len -= (unsigned)rv;
+    } else if (rv < 0 && rv != UV_EAGAIN && rv != UV_ENOSYS) {
+        gw_log(GW_LOG_DEBUG, "HTTP-WRITE", "write to %s failed: %s", c->peer, uv_strerror(rv));
+        free(data);
+        conn_write_failed(c);
         return -1;
     }
     wr = gw_xmalloc(sizeof(*wr));
     wr->conn = c;
     wr->data = data;
     wr->len = accounted;
-    ub = uv_buf_init(data, (unsigned)len);
     rv = uv_write(&wr->w, (uv_stream_t *)&c->tcp, &ub, 1, conn_on_write);
     if (rv < 0) {
         gw_log(GW_LOG_DEBUG, "HTTP-WRITE", "write to %s refused: %s", c->peer, uv_strerror(rv));
         free(data);
         free(wr);
-        c->defer_close = 1;
-        conn_defer(c);
+        conn_write_failed(c);
         return -1;
     }
+    return 0;
+}
+
+static void
+srv_flush_pending(struct gw_http_server *srv)
+{
+    size_t n = srv->n_flush;
+
+    /* Only what is pending now: a drain callback that writes more queues
+     * the connection again for the next flush point. */
+    while (n-- > 0 && srv->flush_head != NULL)
+        conn_flush(srv->flush_head, 1);
+}
+
+static void
+srv_on_flush_prepare(uv_prepare_t *h)
+{
+    srv_flush_pending(h->data);
+}
+
+static void
+srv_on_flush_check(uv_check_t *h)
+{
+    srv_flush_pending(h->data);
+}
+
+/* Takes the buffer's storage and adds it to the connection's pending
+ * output, flushed at the end of this loop turn (or now past
+ * HTTP_COALESCE_MAX); `accounted` is what it adds to the write queue (the
+ * plaintext size; 0 for TLS's own records). */
+static int conn_out_added(struct http_conn *c, size_t accounted);
+
+static int
+conn_write_raw(struct http_conn *c, struct gw_buf *b, size_t accounted)
+{
+    size_t len = b->len;
+
+    if (len == 0 || c->closing || c->defer_close) {
+        gw_buf_fini(b);
+        return len == 0 ? 0 : -1;
+    }
+    if (c->out.len == 0) {
+        /* Nothing pending: adopt the storage instead of copying it. */
+        gw_buf_fini(&c->out);
+        c->out = *b;
+        gw_buf_init(b);
+    } else {
+        gw_buf_append(&c->out, b->data, len);
+        gw_buf_fini(b);
+    }
+    return conn_out_added(c, accounted);
+}
+
+/* Bookkeeping after bytes were appended to c->out: write queue, write
+ * timeout, and the flush (now when big, else at the end of the turn). */
+static int
+conn_out_added(struct http_conn *c, size_t accounted)
+{
+    c->out_accounted += accounted;
     if (c->queued == 0 && accounted > 0) {
         /* The write timeout counts from the moment bytes are waiting. */
         c->write_progress = uv_now(c->srv->loop);
@@ -566,6 +726,9 @@ conn_write_raw(struct http_conn *c, struct gw_buf *b, size_t accounted)
             conn_timer_start(c, c->srv->limits.write_timeout_ms);
     }
     c->queued += accounted;
+    if (c->out.len >= HTTP_COALESCE_MAX)
+        return conn_flush(c, 0);
+    conn_flush_enqueue(c);
     return 0;
 }
 
@@ -616,6 +779,7 @@ conn_maybe_free(struct http_conn *c)
     if (srv->conn_gauge != NULL)
         atomic_fetch_sub_explicit(srv->conn_gauge, 1, memory_order_relaxed);
     gw_buf_fini(&c->pending);
+    gw_buf_fini(&c->out);
     gw_tls_free(c->tls);
     free(c);
     srv_maybe_free(srv);
@@ -661,6 +825,9 @@ conn_close(struct http_conn *c)
         return;
     c->closing = 1;
     conn_undefer(c);
+    conn_flush_dequeue(c);
+    gw_buf_fini(&c->out);
+    c->out_accounted = 0;
     uv_timer_stop(&c->timer);
     uv_close((uv_handle_t *)&c->tcp, conn_on_tcp_close);
     c->reading = 0;
@@ -713,6 +880,10 @@ conn_shutdown(struct http_conn *c)
         gw_tls_close_notify(c->tls, &notify);
         conn_write_raw(c, &notify, 0);
     }
+    /* The FIN goes after everything pending. */
+    conn_flush(c, 0);
+    if (c->closing)
+        return;
     c->shutdown.data = c;
     rv = uv_shutdown(&c->shutdown, (uv_stream_t *)&c->tcp, conn_on_shutdown);
     if (rv < 0) {
@@ -1309,7 +1480,11 @@ gw_http_server_new(uv_loop_t *loop, const struct gw_http_limits *limits, gw_http
     srv->arg = arg;
     uv_idle_init(loop, &srv->idle);
     srv->idle.data = srv;
-    srv->n_handles = 1;
+    uv_prepare_init(loop, &srv->flush_prepare);
+    srv->flush_prepare.data = srv;
+    uv_check_init(loop, &srv->flush_check);
+    srv->flush_check.data = srv;
+    srv->n_handles = 3;
     *out = srv;
     return GW_OK;
 }
@@ -1561,6 +1736,8 @@ gw_http_server_close(struct gw_http_server *srv, void (*closed_cb)(void *arg), v
         conn_close(c);
     }
     uv_close((uv_handle_t *)&srv->idle, srv_on_handle_close);
+    uv_close((uv_handle_t *)&srv->flush_prepare, srv_on_handle_close);
+    uv_close((uv_handle_t *)&srv->flush_check, srv_on_handle_close);
 }
 
 const struct gw_str *
@@ -1643,7 +1820,8 @@ gw_http_respond(struct gw_http_req *req, int status, const char *content_type, c
         req_head(r, &b, status, content_type, 0, len);
         if (!r->is_head && status_has_body(status) && len > 0)
             gw_buf_append(&b, body, len);
-        conn_write_buf(c, &b);
+        if (conn_write_buf(c, &b) == 0 && !c->closing)
+            conn_flush(c, 0); /* complete: out now, like gw_http_end() */
     }
     req_finish(r, 0);
 }
@@ -1670,6 +1848,48 @@ gw_http_start(struct gw_http_req *req, int status, const char *content_type)
     return GW_OK;
 }
 
+/* After body bytes were queued. The first bytes of a streamed response
+ * (with the head) leave at once: the client starts waking up while the
+ * handler goes on, which is what its first-event latency is made of; later
+ * pieces wait for the end of the loop turn. */
+static gw_err
+write_done(struct http_req *r)
+{
+    struct http_conn *c = r->conn;
+
+    if (!r->has_length && !r->first_sent) {
+        r->first_sent = 1;
+        if (conn_flush(c, 0) != 0)
+            return GW_ECLOSED;
+    }
+    if (c->queued >= c->srv->limits.write_high_water)
+        r->drain_armed = 1;
+    return GW_OK;
+}
+
+gw_err
+gw_http_start_length(struct gw_http_req *req, int status, const char *content_type,
+                     uint64_t content_length)
+{
+    struct http_req *r = (struct http_req *)req;
+    struct http_conn *c = r->conn;
+    struct gw_buf b = GW_BUF_INIT;
+
+    if (r->state != REQ_HANDLING || content_length > SIZE_MAX)
+        return GW_EINVAL;
+    if (r->aborted || c->closing)
+        return GW_ECLOSED;
+    r->no_body = r->is_head || !status_has_body(status);
+    r->chunked = 0;
+    r->has_length = 1;
+    r->length_left = r->no_body ? 0 : content_length;
+    r->state = REQ_STREAMING;
+    req_head(r, &b, status, content_type, 0, (size_t)content_length);
+    if (conn_write_buf(c, &b) != 0)
+        return GW_ECLOSED;
+    return GW_OK;
+}
+
 gw_err
 gw_http_write(struct gw_http_req *req, const void *data, size_t len)
 {
@@ -1683,6 +1903,29 @@ gw_http_write(struct gw_http_req *req, const void *data, size_t len)
         return GW_EINVAL;
     if (len == 0 || r->no_body)
         return GW_OK;
+    if (r->has_length) {
+        /* More than announced would be read as the next response. */
+        if (len > r->length_left)
+            return GW_EINVAL;
+        r->length_left -= len;
+    }
+    if (c->tls == NULL) {
+        /* Plaintext: straight into the pending output, no extra buffer. */
+        size_t total = len;
+        if (r->chunked) {
+            char size_line[24];
+            int n = snprintf(size_line, sizeof(size_line), "%zx\r\n", len);
+            gw_buf_reserve(&c->out, (size_t)n + len + 2);
+            gw_buf_append(&c->out, size_line, (size_t)n);
+            gw_buf_append(&c->out, data, len);
+            gw_buf_append(&c->out, "\r\n", 2);
+        } else {
+            gw_buf_append(&c->out, data, len);
+        }
+        if (conn_out_added(c, total) != 0)
+            return GW_ECLOSED;
+        return write_done(r);
+    }
     if (r->chunked) {
         gw_buf_reserve(&b, len + 32);
         gw_buf_appendf(&b, "%zx\r\n", len);
@@ -1693,9 +1936,7 @@ gw_http_write(struct gw_http_req *req, const void *data, size_t len)
     }
     if (conn_write_buf(c, &b) != 0)
         return GW_ECLOSED;
-    if (c->queued >= c->srv->limits.write_high_water)
-        r->drain_armed = 1;
-    return GW_OK;
+    return write_done(r);
 }
 
 int
@@ -1729,11 +1970,23 @@ gw_http_end(struct gw_http_req *req)
         req_finish(r, 1);
         return;
     }
+    if (r->state == REQ_STREAMING && r->has_length && r->length_left > 0 && !r->aborted) {
+        /* Fewer bytes than announced: only a close tells the client. */
+        gw_log_req(GW_LOG_WARN, "HTTP-SHORT", req->id_str,
+                   "response ended %" PRIu64 " bytes short of its Content-Length; closing",
+                   r->length_left);
+        req_finish(r, 1);
+        return;
+    }
     if (r->state == REQ_STREAMING && r->chunked && !r->no_body && !r->aborted && !c->closing) {
         struct gw_buf b = GW_BUF_INIT;
         gw_buf_append_str(&b, "0\r\n\r\n");
         conn_write_buf(c, &b);
     }
+    /* The response is complete: nothing more to coalesce with, and the
+     * caller's bookkeeping after this should not delay it. */
+    if (!c->closing && c->out.len > 0)
+        conn_flush(c, 0);
     req_finish(r, 0);
 }
 

@@ -143,8 +143,23 @@ void gw_http_add_header(struct gw_http_req *req, const char *name, const char *v
 void gw_http_respond(struct gw_http_req *req, int status, const char *content_type,
                      const void *body, size_t len);
 
-/* Starts a streamed response (chunked on HTTP/1.1, close-delimited on 1.0). */
+/* Starts a streamed response (chunked on HTTP/1.1, close-delimited on 1.0).
+ * Output is coalesced: the head goes out with the first body bytes (at
+ * once, for the client's first-event latency); later pieces produced during
+ * one loop iteration reach the socket in one write at the end of that
+ * iteration (sooner past 64 KiB), so streamed events still leave promptly;
+ * gw_http_end() and gw_http_respond() send what is pending at once. */
 gw_err gw_http_start(struct gw_http_req *req, int status, const char *content_type) GW_WARN_UNUSED;
+/* Starts a response whose body length is known in advance: the head carries
+ * Content-Length: content_length (no chunking, keep-alive stays possible on
+ * HTTP/1.0 too), and head and body leave together at the end of the loop
+ * turn or at gw_http_end(), whichever comes first. Then exactly that many bytes with
+ * gw_http_write() (more in total: GW_EINVAL, nothing written) and gw_http_end(); ending short
+ * closes the connection so the client sees the truncation. Bodiless responses (HEAD, 1xx/204/304)
+ * drop the writes as with gw_http_start(). Errors as gw_http_start(), plus GW_EINVAL for a length
+ * over SIZE_MAX. */
+gw_err gw_http_start_length(struct gw_http_req *req, int status, const char *content_type,
+                            uint64_t content_length) GW_WARN_UNUSED;
 /* Queues body bytes (copied). Never drops data: the caller keeps the queue
  * bounded by checking gw_http_writable() and waiting for the drain callback.
  * GW_ECLOSED after the client went away. */

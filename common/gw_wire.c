@@ -6,6 +6,7 @@
  * and frees it, so no protobuf-c memory ever leaves this file. */
 #include "gw_wire.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -95,6 +96,21 @@ struct wire_enc {
     Carpool__UsageRecord **record_ptrs;
     Carpool__AccountEvent *events;
     Carpool__AccountEvent **event_ptrs;
+    struct wire_change_enc *changes;
+    Carpool__Change **change_ptrs;
+};
+
+/* The protobuf-c view of one change: the Change and whichever entity it
+ * carries. */
+struct wire_change_enc {
+    Carpool__Change change;
+    union {
+        Carpool__Key key;
+        Carpool__Group group;
+        Carpool__Account account;
+        Carpool__Pool pool;
+        Carpool__Binding binding;
+    } u;
 };
 
 static void
@@ -114,6 +130,8 @@ wire_enc_fini(struct wire_enc *e)
     free(e->record_ptrs);
     free(e->events);
     free(e->event_ptrs);
+    free(e->changes);
+    free(e->change_ptrs);
 }
 
 /* A list of strings to send: announced entries must exist. */
@@ -132,6 +150,89 @@ wire_strv_ok(char *const *v, size_t n)
 }
 
 static gw_err
+wire_key_to_pb(const struct gw_wire_key *k, Carpool__Key *pk)
+{
+    carpool__key__init(pk);
+    pk->id = k->id;
+    pk->key_hash.data = (uint8_t *)(uintptr_t)k->key_hash;
+    pk->key_hash.len = sizeof(k->key_hash);
+    pk->group_id = k->group_id;
+    pk->has_enabled = 1;
+    pk->enabled = k->enabled ? 1 : 0;
+    pk->has_expires_at = 1;
+    pk->expires_at = k->expires_at;
+    /* Limits are sent only when set: 0 (unlimited) is the default. */
+    pk->has_rpm_limit = k->rpm_limit != 0;
+    pk->rpm_limit = k->rpm_limit;
+    pk->has_tpm_limit = k->tpm_limit != 0;
+    pk->tpm_limit = k->tpm_limit;
+    pk->has_concurrency_limit = k->concurrency_limit != 0;
+    pk->concurrency_limit = k->concurrency_limit;
+    if (!wire_strv_ok(k->allowed_models, k->n_allowed_models))
+        return GW_EINVAL;
+    pk->allowed_models = k->allowed_models;
+    pk->n_allowed_models = k->n_allowed_models;
+    return GW_OK;
+}
+
+static void
+wire_group_to_pb(const struct gw_wire_group *g, Carpool__Group *pg)
+{
+    carpool__group__init(pg);
+    pg->id = g->id;
+    pg->name = wire_borrow(g->name);
+    /* NULL keeps the descriptor's default ("dedicated"). */
+    if (g->mode != NULL)
+        pg->mode = wire_borrow(g->mode);
+    pg->has_pool_id = g->pool_id != 0;
+    pg->pool_id = g->pool_id;
+}
+
+static gw_err
+wire_account_to_pb(const struct gw_wire_account *a, Carpool__Account *pa)
+{
+    carpool__account__init(pa);
+    pa->id = a->id;
+    pa->name = wire_borrow(a->name);
+    pa->kind = wire_borrow(a->kind);
+    pa->base_url = wire_borrow(a->base_url);
+    if (a->credential != NULL) {
+        pa->has_credential = 1;
+        pa->credential.data = a->credential;
+        pa->credential.len = a->credential_len;
+    }
+    pa->has_priority = 1;
+    pa->priority = a->priority;
+    pa->has_weight = 1;
+    pa->weight = a->weight;
+    pa->has_enabled = 1;
+    pa->enabled = a->enabled ? 1 : 0;
+    if (!wire_strv_ok(a->models, a->n_models))
+        return GW_EINVAL;
+    pa->models = a->models;
+    pa->n_models = a->n_models;
+    pa->has_max_concurrency = a->max_concurrency != 0;
+    pa->max_concurrency = a->max_concurrency;
+    pa->proxy = wire_borrow(a->proxy);
+    pa->has_cooldown_until_ms = a->cooldown_until_ms != 0;
+    pa->cooldown_until_ms = a->cooldown_until_ms;
+    return GW_OK;
+}
+
+static gw_err
+wire_pool_to_pb(const struct gw_wire_pool *p, Carpool__Pool *pp)
+{
+    carpool__pool__init(pp);
+    if (p->n_account_ids > 0 && p->account_ids == NULL)
+        return GW_EINVAL;
+    pp->id = p->id;
+    pp->name = wire_borrow(p->name);
+    pp->account_ids = p->account_ids;
+    pp->n_account_ids = p->n_account_ids;
+    return GW_OK;
+}
+
+static gw_err
 wire_snapshot_to_pb(const struct gw_wire_snapshot *s, Carpool__Snapshot *ps, struct wire_enc *e)
 {
     size_t i;
@@ -144,29 +245,10 @@ wire_snapshot_to_pb(const struct gw_wire_snapshot *s, Carpool__Snapshot *ps, str
         e->keys = gw_xcalloc(s->n_keys, sizeof(*e->keys));
         e->key_ptrs = gw_xcalloc(s->n_keys, sizeof(*e->key_ptrs));
         for (i = 0; i < s->n_keys; i++) {
-            const struct gw_wire_key *k = &s->keys[i];
-            Carpool__Key *pk = &e->keys[i];
-            carpool__key__init(pk);
-            pk->id = k->id;
-            pk->key_hash.data = (uint8_t *)(uintptr_t)k->key_hash;
-            pk->key_hash.len = sizeof(k->key_hash);
-            pk->group_id = k->group_id;
-            pk->has_enabled = 1;
-            pk->enabled = k->enabled ? 1 : 0;
-            pk->has_expires_at = 1;
-            pk->expires_at = k->expires_at;
-            /* Limits are sent only when set: 0 (unlimited) is the default. */
-            pk->has_rpm_limit = k->rpm_limit != 0;
-            pk->rpm_limit = k->rpm_limit;
-            pk->has_tpm_limit = k->tpm_limit != 0;
-            pk->tpm_limit = k->tpm_limit;
-            pk->has_concurrency_limit = k->concurrency_limit != 0;
-            pk->concurrency_limit = k->concurrency_limit;
-            if (!wire_strv_ok(k->allowed_models, k->n_allowed_models))
-                return GW_EINVAL;
-            pk->allowed_models = k->allowed_models;
-            pk->n_allowed_models = k->n_allowed_models;
-            e->key_ptrs[i] = pk;
+            gw_err rv = wire_key_to_pb(&s->keys[i], &e->keys[i]);
+            if (rv != GW_OK)
+                return rv;
+            e->key_ptrs[i] = &e->keys[i];
         }
         ps->keys = e->key_ptrs;
         ps->n_keys = s->n_keys;
@@ -175,16 +257,8 @@ wire_snapshot_to_pb(const struct gw_wire_snapshot *s, Carpool__Snapshot *ps, str
         e->groups = gw_xcalloc(s->n_groups, sizeof(*e->groups));
         e->group_ptrs = gw_xcalloc(s->n_groups, sizeof(*e->group_ptrs));
         for (i = 0; i < s->n_groups; i++) {
-            Carpool__Group *pg = &e->groups[i];
-            carpool__group__init(pg);
-            pg->id = s->groups[i].id;
-            pg->name = wire_borrow(s->groups[i].name);
-            /* NULL keeps the descriptor's default ("dedicated"). */
-            if (s->groups[i].mode != NULL)
-                pg->mode = wire_borrow(s->groups[i].mode);
-            pg->has_pool_id = s->groups[i].pool_id != 0;
-            pg->pool_id = s->groups[i].pool_id;
-            e->group_ptrs[i] = pg;
+            wire_group_to_pb(&s->groups[i], &e->groups[i]);
+            e->group_ptrs[i] = &e->groups[i];
         }
         ps->groups = e->group_ptrs;
         ps->n_groups = s->n_groups;
@@ -193,34 +267,10 @@ wire_snapshot_to_pb(const struct gw_wire_snapshot *s, Carpool__Snapshot *ps, str
         e->accounts = gw_xcalloc(s->n_accounts, sizeof(*e->accounts));
         e->account_ptrs = gw_xcalloc(s->n_accounts, sizeof(*e->account_ptrs));
         for (i = 0; i < s->n_accounts; i++) {
-            const struct gw_wire_account *a = &s->accounts[i];
-            Carpool__Account *pa = &e->accounts[i];
-            carpool__account__init(pa);
-            pa->id = a->id;
-            pa->name = wire_borrow(a->name);
-            pa->kind = wire_borrow(a->kind);
-            pa->base_url = wire_borrow(a->base_url);
-            if (a->credential != NULL) {
-                pa->has_credential = 1;
-                pa->credential.data = a->credential;
-                pa->credential.len = a->credential_len;
-            }
-            pa->has_priority = 1;
-            pa->priority = a->priority;
-            pa->has_weight = 1;
-            pa->weight = a->weight;
-            pa->has_enabled = 1;
-            pa->enabled = a->enabled ? 1 : 0;
-            if (!wire_strv_ok(a->models, a->n_models))
-                return GW_EINVAL;
-            pa->models = a->models;
-            pa->n_models = a->n_models;
-            pa->has_max_concurrency = a->max_concurrency != 0;
-            pa->max_concurrency = a->max_concurrency;
-            pa->proxy = wire_borrow(a->proxy);
-            pa->has_cooldown_until_ms = a->cooldown_until_ms != 0;
-            pa->cooldown_until_ms = a->cooldown_until_ms;
-            e->account_ptrs[i] = pa;
+            gw_err rv = wire_account_to_pb(&s->accounts[i], &e->accounts[i]);
+            if (rv != GW_OK)
+                return rv;
+            e->account_ptrs[i] = &e->accounts[i];
         }
         ps->accounts = e->account_ptrs;
         ps->n_accounts = s->n_accounts;
@@ -242,20 +292,101 @@ wire_snapshot_to_pb(const struct gw_wire_snapshot *s, Carpool__Snapshot *ps, str
         e->pools = gw_xcalloc(s->n_pools, sizeof(*e->pools));
         e->pool_ptrs = gw_xcalloc(s->n_pools, sizeof(*e->pool_ptrs));
         for (i = 0; i < s->n_pools; i++) {
-            const struct gw_wire_pool *p = &s->pools[i];
-            Carpool__Pool *pp = &e->pools[i];
-            carpool__pool__init(pp);
-            if (p->n_account_ids > 0 && p->account_ids == NULL)
-                return GW_EINVAL;
-            pp->id = p->id;
-            pp->name = wire_borrow(p->name);
-            pp->account_ids = p->account_ids;
-            pp->n_account_ids = p->n_account_ids;
-            e->pool_ptrs[i] = pp;
+            gw_err rv = wire_pool_to_pb(&s->pools[i], &e->pools[i]);
+            if (rv != GW_OK)
+                return rv;
+            e->pool_ptrs[i] = &e->pools[i];
         }
         ps->pools = e->pool_ptrs;
         ps->n_pools = s->n_pools;
     }
+    return GW_OK;
+}
+
+static gw_err
+wire_change_to_pb(const struct gw_wire_change *c, struct wire_change_enc *ce)
+{
+    Carpool__Change *pc = &ce->change;
+
+    carpool__change__init(pc);
+    pc->version = c->version;
+    switch (c->kind) {
+    case GW_CHANGE_KEY:
+        pc->entity_case = CARPOOL__CHANGE__ENTITY_KEY;
+        pc->key = &ce->u.key;
+        return wire_key_to_pb(&c->u.key, &ce->u.key);
+    case GW_CHANGE_GROUP:
+        pc->entity_case = CARPOOL__CHANGE__ENTITY_GROUP;
+        pc->group = &ce->u.group;
+        wire_group_to_pb(&c->u.group, &ce->u.group);
+        return GW_OK;
+    case GW_CHANGE_ACCOUNT:
+        pc->entity_case = CARPOOL__CHANGE__ENTITY_ACCOUNT;
+        pc->account = &ce->u.account;
+        return wire_account_to_pb(&c->u.account, &ce->u.account);
+    case GW_CHANGE_POOL:
+        pc->entity_case = CARPOOL__CHANGE__ENTITY_POOL;
+        pc->pool = &ce->u.pool;
+        return wire_pool_to_pb(&c->u.pool, &ce->u.pool);
+    case GW_CHANGE_BINDING:
+    case GW_CHANGE_BINDING_REMOVED:
+        carpool__binding__init(&ce->u.binding);
+        ce->u.binding.group_id = c->u.binding.group_id;
+        ce->u.binding.account_id = c->u.binding.account_id;
+        if (c->kind == GW_CHANGE_BINDING) {
+            pc->entity_case = CARPOOL__CHANGE__ENTITY_BINDING;
+            pc->binding = &ce->u.binding;
+        } else {
+            pc->entity_case = CARPOOL__CHANGE__ENTITY_BINDING_REMOVED;
+            pc->binding_removed = &ce->u.binding;
+        }
+        return GW_OK;
+    case GW_CHANGE_KEY_REMOVED:
+        pc->entity_case = CARPOOL__CHANGE__ENTITY_KEY_REMOVED;
+        pc->key_removed = c->u.removed_id;
+        return GW_OK;
+    case GW_CHANGE_ACCOUNT_REMOVED:
+        pc->entity_case = CARPOOL__CHANGE__ENTITY_ACCOUNT_REMOVED;
+        pc->account_removed = c->u.removed_id;
+        return GW_OK;
+    case GW_CHANGE_GROUP_REMOVED:
+        pc->entity_case = CARPOOL__CHANGE__ENTITY_GROUP_REMOVED;
+        pc->group_removed = c->u.removed_id;
+        return GW_OK;
+    case GW_CHANGE_POOL_REMOVED:
+        pc->entity_case = CARPOOL__CHANGE__ENTITY_POOL_REMOVED;
+        pc->pool_removed = c->u.removed_id;
+        return GW_OK;
+    case GW_CHANGE_NONE:
+    default:
+        return GW_EINVAL;
+    }
+}
+
+static gw_err
+wire_deltas_to_pb(const struct gw_wire_deltas *d, Carpool__Deltas *pd, struct wire_enc *e)
+{
+    size_t i;
+    gw_err rv;
+
+    pd->from_version = d->from_version;
+    pd->to_version = d->to_version;
+    pd->has_snapshot_required = d->snapshot_required != 0;
+    pd->snapshot_required = d->snapshot_required ? 1 : 0;
+    if (d->n_changes == 0)
+        return GW_OK;
+    if (d->changes == NULL || d->n_changes > GW_WIRE_CHANGES_MAX)
+        return GW_EINVAL;
+    e->changes = gw_xcalloc(d->n_changes, sizeof(*e->changes));
+    e->change_ptrs = gw_xcalloc(d->n_changes, sizeof(*e->change_ptrs));
+    for (i = 0; i < d->n_changes; i++) {
+        rv = wire_change_to_pb(&d->changes[i], &e->changes[i]);
+        if (rv != GW_OK)
+            return rv;
+        e->change_ptrs[i] = &e->changes[i].change;
+    }
+    pd->changes = e->change_ptrs;
+    pd->n_changes = d->n_changes;
     return GW_OK;
 }
 
@@ -329,6 +460,10 @@ gw_wire_encode(const struct gw_msg *msg, struct gw_buf *out)
     Carpool__UsageBatch batch = CARPOOL__USAGE_BATCH__INIT;
     Carpool__UsageAck ack = CARPOOL__USAGE_ACK__INIT;
     Carpool__Error error = CARPOOL__ERROR__INIT;
+    Carpool__FetchDeltas fetch_deltas = CARPOOL__FETCH_DELTAS__INIT;
+    Carpool__Deltas deltas = CARPOOL__DELTAS__INIT;
+    Carpool__Heartbeat hb = CARPOOL__HEARTBEAT__INIT;
+    Carpool__HeartbeatAck hb_ack = CARPOOL__HEARTBEAT_ACK__INIT;
     struct wire_enc enc;
     size_t size, packed;
     gw_err rv = GW_EINVAL;
@@ -359,6 +494,14 @@ gw_wire_encode(const struct gw_msg *msg, struct gw_buf *out)
         hello_reply.config_version = msg->u.hello_reply.config_version;
         hello_reply.has_last_usage_seq = 1;
         hello_reply.last_usage_seq = msg->u.hello_reply.last_usage_seq;
+        if (msg->u.hello_reply.nonce != NULL) {
+            hello_reply.has_nonce = 1;
+            hello_reply.nonce.data = msg->u.hello_reply.nonce;
+            hello_reply.nonce.len = msg->u.hello_reply.nonce_len;
+        }
+        hello_reply.has_authenticated = 1;
+        hello_reply.authenticated = msg->u.hello_reply.authenticated ? 1 : 0;
+        hello_reply.push_url = wire_borrow(msg->u.hello_reply.push_url);
         env.body_case = CARPOOL__ENVELOPE__BODY_HELLO_REPLY;
         env.hello_reply = &hello_reply;
         break;
@@ -397,6 +540,45 @@ gw_wire_encode(const struct gw_msg *msg, struct gw_buf *out)
         error.message = wire_borrow(msg->u.error.message);
         env.body_case = CARPOOL__ENVELOPE__BODY_ERROR;
         env.error = &error;
+        break;
+    case GW_MSG_FETCH_DELTAS:
+        fetch_deltas.edge_id = wire_borrow(msg->u.fetch_deltas.edge_id);
+        fetch_deltas.from_version = msg->u.fetch_deltas.from_version;
+        env.body_case = CARPOOL__ENVELOPE__BODY_FETCH_DELTAS;
+        env.fetch_deltas = &fetch_deltas;
+        break;
+    case GW_MSG_DELTAS:
+        rv = wire_deltas_to_pb(&msg->u.deltas, &deltas, &enc);
+        if (rv != GW_OK)
+            goto out;
+        env.body_case = CARPOOL__ENVELOPE__BODY_DELTAS;
+        env.deltas = &deltas;
+        break;
+    case GW_MSG_HEARTBEAT: {
+        const struct gw_wire_heartbeat *h = &msg->u.heartbeat;
+        hb.edge_id = wire_borrow(h->edge_id);
+        hb.has_snapshot_version = 1;
+        hb.snapshot_version = h->snapshot_version;
+        hb.snapshot_source = wire_borrow(h->snapshot_source);
+        hb.has_requests_total = 1;
+        hb.requests_total = h->requests_total;
+        hb.has_errors_total = 1;
+        hb.errors_total = h->errors_total;
+        hb.has_usage_pending = 1;
+        hb.usage_pending = h->usage_pending;
+        hb.has_uptime_s = 1;
+        hb.uptime_s = h->uptime_s;
+        hb.region = wire_borrow(h->region);
+        hb.version = wire_borrow(h->version);
+        env.body_case = CARPOOL__ENVELOPE__BODY_HEARTBEAT;
+        env.heartbeat = &hb;
+        break;
+    }
+    case GW_MSG_HEARTBEAT_ACK:
+        hb_ack.has_config_version = 1;
+        hb_ack.config_version = msg->u.heartbeat_ack.config_version;
+        env.body_case = CARPOOL__ENVELOPE__BODY_HEARTBEAT_ACK;
+        env.heartbeat_ack = &hb_ack;
         break;
     case GW_MSG_NONE:
     default:
@@ -537,6 +719,70 @@ wire_dup_bounded(const char *in, size_t max_len, char **out)
 #define WIRE_GROUP_MODE_MAX 32
 
 static gw_err
+wire_key_from_pb(const Carpool__Key *pk, struct gw_wire_key *k)
+{
+    if (pk->key_hash.len != GW_SHA256_LEN)
+        return GW_EPROTO;
+    k->id = pk->id;
+    memcpy(k->key_hash, pk->key_hash.data, GW_SHA256_LEN);
+    k->group_id = pk->group_id;
+    k->enabled = pk->enabled ? 1 : 0;
+    k->expires_at = pk->expires_at;
+    k->rpm_limit = pk->rpm_limit;
+    k->tpm_limit = pk->tpm_limit;
+    k->concurrency_limit = pk->concurrency_limit;
+    return wire_dup_strv(pk->allowed_models, pk->n_allowed_models, GW_WIRE_MODELS_MAX,
+                         GW_WIRE_MODEL_LEN_MAX, &k->allowed_models, &k->n_allowed_models);
+}
+
+static gw_err
+wire_group_from_pb(const Carpool__Group *pg, struct gw_wire_group *g)
+{
+    g->id = pg->id;
+    g->name = wire_dup(pg->name);
+    g->pool_id = pg->pool_id;
+    return wire_dup_bounded(pg->mode, WIRE_GROUP_MODE_MAX, &g->mode);
+}
+
+static gw_err
+wire_account_from_pb(const Carpool__Account *pa, struct gw_wire_account *a)
+{
+    gw_err rv;
+
+    a->id = pa->id;
+    a->name = wire_dup(pa->name);
+    a->kind = wire_dup(pa->kind);
+    a->base_url = wire_dup(pa->base_url);
+    if (pa->has_credential)
+        a->credential = wire_dup_bytes(&pa->credential, &a->credential_len);
+    a->priority = pa->priority;
+    a->weight = pa->weight;
+    a->enabled = pa->enabled ? 1 : 0;
+    a->max_concurrency = pa->max_concurrency;
+    a->cooldown_until_ms = pa->cooldown_until_ms;
+    rv = wire_dup_strv(pa->models, pa->n_models, GW_WIRE_MODELS_MAX, GW_WIRE_MODEL_LEN_MAX,
+                       &a->models, &a->n_models);
+    if (rv != GW_OK)
+        return rv;
+    return wire_dup_bounded(pa->proxy, GW_WIRE_PROXY_LEN_MAX, &a->proxy);
+}
+
+static gw_err
+wire_pool_from_pb(const Carpool__Pool *pp, struct gw_wire_pool *p)
+{
+    if (pp->n_account_ids > GW_WIRE_POOL_MEMBERS_MAX)
+        return GW_EPROTO;
+    p->id = pp->id;
+    p->name = wire_dup(pp->name);
+    if (pp->n_account_ids > 0) {
+        p->account_ids = gw_xcalloc(pp->n_account_ids, sizeof(*p->account_ids));
+        memcpy(p->account_ids, pp->account_ids, pp->n_account_ids * sizeof(*p->account_ids));
+        p->n_account_ids = pp->n_account_ids;
+    }
+    return GW_OK;
+}
+
+static gw_err
 wire_snapshot_from_pb(const Carpool__Snapshot *ps, struct gw_wire_snapshot *s)
 {
     size_t i;
@@ -548,20 +794,7 @@ wire_snapshot_from_pb(const Carpool__Snapshot *ps, struct gw_wire_snapshot *s)
         s->keys = gw_xcalloc(ps->n_keys, sizeof(*s->keys));
         s->n_keys = ps->n_keys;
         for (i = 0; i < ps->n_keys; i++) {
-            const Carpool__Key *pk = ps->keys[i];
-            struct gw_wire_key *k = &s->keys[i];
-            if (pk->key_hash.len != GW_SHA256_LEN)
-                return GW_EPROTO;
-            k->id = pk->id;
-            memcpy(k->key_hash, pk->key_hash.data, GW_SHA256_LEN);
-            k->group_id = pk->group_id;
-            k->enabled = pk->enabled ? 1 : 0;
-            k->expires_at = pk->expires_at;
-            k->rpm_limit = pk->rpm_limit;
-            k->tpm_limit = pk->tpm_limit;
-            k->concurrency_limit = pk->concurrency_limit;
-            rv = wire_dup_strv(pk->allowed_models, pk->n_allowed_models, GW_WIRE_MODELS_MAX,
-                               GW_WIRE_MODEL_LEN_MAX, &k->allowed_models, &k->n_allowed_models);
+            rv = wire_key_from_pb(ps->keys[i], &s->keys[i]);
             if (rv != GW_OK)
                 return rv;
         }
@@ -570,10 +803,7 @@ wire_snapshot_from_pb(const Carpool__Snapshot *ps, struct gw_wire_snapshot *s)
         s->groups = gw_xcalloc(ps->n_groups, sizeof(*s->groups));
         s->n_groups = ps->n_groups;
         for (i = 0; i < ps->n_groups; i++) {
-            s->groups[i].id = ps->groups[i]->id;
-            s->groups[i].name = wire_dup(ps->groups[i]->name);
-            s->groups[i].pool_id = ps->groups[i]->pool_id;
-            rv = wire_dup_bounded(ps->groups[i]->mode, WIRE_GROUP_MODE_MAX, &s->groups[i].mode);
+            rv = wire_group_from_pb(ps->groups[i], &s->groups[i]);
             if (rv != GW_OK)
                 return rv;
         }
@@ -582,24 +812,7 @@ wire_snapshot_from_pb(const Carpool__Snapshot *ps, struct gw_wire_snapshot *s)
         s->accounts = gw_xcalloc(ps->n_accounts, sizeof(*s->accounts));
         s->n_accounts = ps->n_accounts;
         for (i = 0; i < ps->n_accounts; i++) {
-            const Carpool__Account *pa = ps->accounts[i];
-            struct gw_wire_account *a = &s->accounts[i];
-            a->id = pa->id;
-            a->name = wire_dup(pa->name);
-            a->kind = wire_dup(pa->kind);
-            a->base_url = wire_dup(pa->base_url);
-            if (pa->has_credential)
-                a->credential = wire_dup_bytes(&pa->credential, &a->credential_len);
-            a->priority = pa->priority;
-            a->weight = pa->weight;
-            a->enabled = pa->enabled ? 1 : 0;
-            a->max_concurrency = pa->max_concurrency;
-            a->cooldown_until_ms = pa->cooldown_until_ms;
-            rv = wire_dup_strv(pa->models, pa->n_models, GW_WIRE_MODELS_MAX, GW_WIRE_MODEL_LEN_MAX,
-                               &a->models, &a->n_models);
-            if (rv != GW_OK)
-                return rv;
-            rv = wire_dup_bounded(pa->proxy, GW_WIRE_PROXY_LEN_MAX, &a->proxy);
+            rv = wire_account_from_pb(ps->accounts[i], &s->accounts[i]);
             if (rv != GW_OK)
                 return rv;
         }
@@ -616,20 +829,84 @@ wire_snapshot_from_pb(const Carpool__Snapshot *ps, struct gw_wire_snapshot *s)
         s->pools = gw_xcalloc(ps->n_pools, sizeof(*s->pools));
         s->n_pools = ps->n_pools;
         for (i = 0; i < ps->n_pools; i++) {
-            const Carpool__Pool *pp = ps->pools[i];
-            struct gw_wire_pool *p = &s->pools[i];
-
-            if (pp->n_account_ids > GW_WIRE_POOL_MEMBERS_MAX)
-                return GW_EPROTO;
-            p->id = pp->id;
-            p->name = wire_dup(pp->name);
-            if (pp->n_account_ids > 0) {
-                p->account_ids = gw_xcalloc(pp->n_account_ids, sizeof(*p->account_ids));
-                memcpy(p->account_ids, pp->account_ids,
-                       pp->n_account_ids * sizeof(*p->account_ids));
-                p->n_account_ids = pp->n_account_ids;
-            }
+            rv = wire_pool_from_pb(ps->pools[i], &s->pools[i]);
+            if (rv != GW_OK)
+                return rv;
         }
+    }
+    return GW_OK;
+}
+
+/* Decodes one change. The kind is set before the entity is filled, so a
+ * half-filled entity is still released by wire_change_fini. */
+static gw_err
+wire_change_from_pb(const Carpool__Change *pc, struct gw_wire_change *c)
+{
+    c->version = pc->version;
+    switch (pc->entity_case) {
+    case CARPOOL__CHANGE__ENTITY_KEY:
+        c->kind = GW_CHANGE_KEY;
+        return wire_key_from_pb(pc->key, &c->u.key);
+    case CARPOOL__CHANGE__ENTITY_GROUP:
+        c->kind = GW_CHANGE_GROUP;
+        return wire_group_from_pb(pc->group, &c->u.group);
+    case CARPOOL__CHANGE__ENTITY_ACCOUNT:
+        c->kind = GW_CHANGE_ACCOUNT;
+        return wire_account_from_pb(pc->account, &c->u.account);
+    case CARPOOL__CHANGE__ENTITY_POOL:
+        c->kind = GW_CHANGE_POOL;
+        return wire_pool_from_pb(pc->pool, &c->u.pool);
+    case CARPOOL__CHANGE__ENTITY_BINDING:
+        c->kind = GW_CHANGE_BINDING;
+        c->u.binding.group_id = pc->binding->group_id;
+        c->u.binding.account_id = pc->binding->account_id;
+        return GW_OK;
+    case CARPOOL__CHANGE__ENTITY_BINDING_REMOVED:
+        c->kind = GW_CHANGE_BINDING_REMOVED;
+        c->u.binding.group_id = pc->binding_removed->group_id;
+        c->u.binding.account_id = pc->binding_removed->account_id;
+        return GW_OK;
+    case CARPOOL__CHANGE__ENTITY_KEY_REMOVED:
+        c->kind = GW_CHANGE_KEY_REMOVED;
+        c->u.removed_id = pc->key_removed;
+        return GW_OK;
+    case CARPOOL__CHANGE__ENTITY_ACCOUNT_REMOVED:
+        c->kind = GW_CHANGE_ACCOUNT_REMOVED;
+        c->u.removed_id = pc->account_removed;
+        return GW_OK;
+    case CARPOOL__CHANGE__ENTITY_GROUP_REMOVED:
+        c->kind = GW_CHANGE_GROUP_REMOVED;
+        c->u.removed_id = pc->group_removed;
+        return GW_OK;
+    case CARPOOL__CHANGE__ENTITY_POOL_REMOVED:
+        c->kind = GW_CHANGE_POOL_REMOVED;
+        c->u.removed_id = pc->pool_removed;
+        return GW_OK;
+    case CARPOOL__CHANGE__ENTITY__NOT_SET:
+    default:
+        return GW_EPROTO;
+    }
+}
+
+static gw_err
+wire_deltas_from_pb(const Carpool__Deltas *pd, struct gw_wire_deltas *d)
+{
+    size_t i;
+    gw_err rv;
+
+    d->from_version = pd->from_version;
+    d->to_version = pd->to_version;
+    d->snapshot_required = pd->snapshot_required ? 1 : 0;
+    if (pd->n_changes > GW_WIRE_CHANGES_MAX)
+        return GW_EPROTO;
+    if (pd->n_changes == 0)
+        return GW_OK;
+    d->changes = gw_xcalloc(pd->n_changes, sizeof(*d->changes));
+    d->n_changes = pd->n_changes;
+    for (i = 0; i < pd->n_changes; i++) {
+        rv = wire_change_from_pb(pd->changes[i], &d->changes[i]);
+        if (rv != GW_OK)
+            return rv;
     }
     return GW_OK;
 }
@@ -681,19 +958,73 @@ wire_scrub_pb(Carpool__Envelope *env)
 {
     size_t i;
 
-    if (env->body_case != CARPOOL__ENVELOPE__BODY_SNAPSHOT || env->snapshot == NULL)
-        return;
-    for (i = 0; i < env->snapshot->n_accounts; i++) {
-        ProtobufCBinaryData *c = &env->snapshot->accounts[i]->credential;
-        if (c->data != NULL && c->len > 0)
-            explicit_bzero(c->data, c->len);
+    if (env->body_case == CARPOOL__ENVELOPE__BODY_SNAPSHOT && env->snapshot != NULL) {
+        for (i = 0; i < env->snapshot->n_accounts; i++) {
+            ProtobufCBinaryData *c = &env->snapshot->accounts[i]->credential;
+            if (c->data != NULL && c->len > 0)
+                explicit_bzero(c->data, c->len);
+        }
     }
+    if (env->body_case == CARPOOL__ENVELOPE__BODY_DELTAS && env->deltas != NULL) {
+        for (i = 0; i < env->deltas->n_changes; i++) {
+            const Carpool__Change *pc = env->deltas->changes[i];
+            if (pc->entity_case != CARPOOL__CHANGE__ENTITY_ACCOUNT || pc->account == NULL)
+                continue;
+            if (pc->account->credential.data != NULL && pc->account->credential.len > 0)
+                explicit_bzero(pc->account->credential.data, pc->account->credential.len);
+        }
+    }
+}
+
+/* The decode allocator: protobuf-c allocates the whole unpacked tree before
+ * we can look at any count, and a small frame can announce huge repeated
+ * fields (every empty sub-message costs a full struct). Allocations past a
+ * budget proportional to the frame fail, which makes unpack fail cleanly. */
+#define WIRE_DECODE_BUDGET_FACTOR 64
+#define WIRE_DECODE_BUDGET_BASE (1u << 20)
+
+struct wire_budget {
+    size_t used;
+    size_t limit;
+};
+
+static void *
+wire_budget_alloc(void *data, size_t size)
+{
+    struct wire_budget *b = data;
+
+    if (size > b->limit - b->used)
+        return NULL;
+    b->used += size;
+    return malloc(size);
+}
+
+static void
+wire_budget_free(void *data, void *ptr)
+{
+    (void)data;
+    free(ptr);
+}
+
+static gw_err
+wire_nonce_from_pb(const ProtobufCBinaryData *b, int has, uint8_t **out, size_t *len_out)
+{
+    *out = NULL;
+    *len_out = 0;
+    if (!has)
+        return GW_OK;
+    if (b->len > GW_WIRE_NONCE_MAX)
+        return GW_EPROTO;
+    *out = wire_dup_bytes(b, len_out);
+    return GW_OK;
 }
 
 gw_err
 gw_wire_decode(const void *data, size_t len, size_t max_len, struct gw_msg *out)
 {
     Carpool__Envelope *env = NULL;
+    struct wire_budget budget;
+    ProtobufCAllocator alloc;
     gw_err rv = GW_EPROTO;
 
     if (out == NULL)
@@ -704,7 +1035,16 @@ gw_wire_decode(const void *data, size_t len, size_t max_len, struct gw_msg *out)
     if (data == NULL && len > 0)
         return GW_EINVAL;
 
-    env = carpool__envelope__unpack(NULL, len, data);
+    budget.used = 0;
+    budget.limit = WIRE_DECODE_BUDGET_BASE;
+    if (len < (SIZE_MAX - WIRE_DECODE_BUDGET_BASE) / WIRE_DECODE_BUDGET_FACTOR)
+        budget.limit += len * WIRE_DECODE_BUDGET_FACTOR;
+    else
+        budget.limit = SIZE_MAX;
+    alloc.alloc = wire_budget_alloc;
+    alloc.free = wire_budget_free;
+    alloc.allocator_data = &budget;
+    env = carpool__envelope__unpack(&alloc, len, data);
     if (env == NULL)
         return GW_EPROTO;
 
@@ -715,8 +1055,10 @@ gw_wire_decode(const void *data, size_t len, size_t max_len, struct gw_msg *out)
         out->u.hello.edge_id = wire_dup(h->edge_id);
         out->u.hello.region = wire_dup(h->region);
         out->u.hello.version = wire_dup(h->version);
-        if (h->has_proof)
-            out->u.hello.proof = wire_dup_bytes(&h->proof, &out->u.hello.proof_len);
+        rv = wire_nonce_from_pb(&h->proof, h->has_proof, &out->u.hello.proof,
+                                &out->u.hello.proof_len);
+        if (rv != GW_OK)
+            goto out;
         out->u.hello.snapshot_version = h->snapshot_version;
         break;
     }
@@ -724,6 +1066,12 @@ gw_wire_decode(const void *data, size_t len, size_t max_len, struct gw_msg *out)
         out->type = GW_MSG_HELLO_REPLY;
         out->u.hello_reply.config_version = env->hello_reply->config_version;
         out->u.hello_reply.last_usage_seq = env->hello_reply->last_usage_seq;
+        out->u.hello_reply.authenticated = env->hello_reply->authenticated ? 1 : 0;
+        out->u.hello_reply.push_url = wire_dup(env->hello_reply->push_url);
+        rv = wire_nonce_from_pb(&env->hello_reply->nonce, env->hello_reply->has_nonce,
+                                &out->u.hello_reply.nonce, &out->u.hello_reply.nonce_len);
+        if (rv != GW_OK)
+            goto out;
         break;
     case CARPOOL__ENVELOPE__BODY_FETCH_SNAPSHOT:
         out->type = GW_MSG_FETCH_SNAPSHOT;
@@ -752,6 +1100,36 @@ gw_wire_decode(const void *data, size_t len, size_t max_len, struct gw_msg *out)
         out->u.error.code = wire_err_code(env->error->code);
         out->u.error.message = wire_dup(env->error->message);
         break;
+    case CARPOOL__ENVELOPE__BODY_FETCH_DELTAS:
+        out->type = GW_MSG_FETCH_DELTAS;
+        out->u.fetch_deltas.edge_id = wire_dup(env->fetch_deltas->edge_id);
+        out->u.fetch_deltas.from_version = env->fetch_deltas->from_version;
+        break;
+    case CARPOOL__ENVELOPE__BODY_DELTAS:
+        out->type = GW_MSG_DELTAS;
+        rv = wire_deltas_from_pb(env->deltas, &out->u.deltas);
+        if (rv != GW_OK)
+            goto out;
+        break;
+    case CARPOOL__ENVELOPE__BODY_HEARTBEAT: {
+        const Carpool__Heartbeat *h = env->heartbeat;
+        struct gw_wire_heartbeat *o = &out->u.heartbeat;
+        out->type = GW_MSG_HEARTBEAT;
+        o->edge_id = wire_dup(h->edge_id);
+        o->snapshot_version = h->snapshot_version;
+        o->requests_total = h->requests_total;
+        o->errors_total = h->errors_total;
+        o->usage_pending = h->usage_pending;
+        o->uptime_s = h->uptime_s;
+        o->snapshot_source = wire_dup(h->snapshot_source);
+        o->region = wire_dup(h->region);
+        o->version = wire_dup(h->version);
+        break;
+    }
+    case CARPOOL__ENVELOPE__BODY_HEARTBEAT_ACK:
+        out->type = GW_MSG_HEARTBEAT_ACK;
+        out->u.heartbeat_ack.config_version = env->heartbeat_ack->config_version;
+        break;
     case CARPOOL__ENVELOPE__BODY__NOT_SET:
     default:
         rv = GW_EPROTO;
@@ -762,11 +1140,47 @@ out:
     if (rv != GW_OK)
         gw_msg_fini(out);
     wire_scrub_pb(env);
-    carpool__envelope__free_unpacked(env, NULL);
+    carpool__envelope__free_unpacked(env, &alloc);
     return rv;
 }
 
 /* ---------------------------------------------------------------- lifetime */
+
+static void
+wire_account_fini(struct gw_wire_account *a)
+{
+    free(a->name);
+    free(a->kind);
+    free(a->base_url);
+    if (a->credential != NULL)
+        explicit_bzero(a->credential, a->credential_len);
+    free(a->credential);
+    wire_free_strv(a->models, a->n_models);
+    free(a->proxy);
+}
+
+static void
+wire_change_fini(struct gw_wire_change *c)
+{
+    switch (c->kind) {
+    case GW_CHANGE_KEY:
+        wire_free_strv(c->u.key.allowed_models, c->u.key.n_allowed_models);
+        break;
+    case GW_CHANGE_GROUP:
+        free(c->u.group.name);
+        free(c->u.group.mode);
+        break;
+    case GW_CHANGE_ACCOUNT:
+        wire_account_fini(&c->u.account);
+        break;
+    case GW_CHANGE_POOL:
+        free(c->u.pool.name);
+        free(c->u.pool.account_ids);
+        break;
+    default:
+        break;
+    }
+}
 
 static void
 wire_snapshot_fini(struct gw_wire_snapshot *s)
@@ -779,17 +1193,8 @@ wire_snapshot_fini(struct gw_wire_snapshot *s)
         free(s->groups[i].name);
         free(s->groups[i].mode);
     }
-    for (i = 0; i < s->n_accounts; i++) {
-        struct gw_wire_account *a = &s->accounts[i];
-        free(a->name);
-        free(a->kind);
-        free(a->base_url);
-        if (a->credential != NULL)
-            explicit_bzero(a->credential, a->credential_len);
-        free(a->credential);
-        wire_free_strv(a->models, a->n_models);
-        free(a->proxy);
-    }
+    for (i = 0; i < s->n_accounts; i++)
+        wire_account_fini(&s->accounts[i]);
     for (i = 0; i < s->n_pools; i++) {
         free(s->pools[i].name);
         free(s->pools[i].account_ids);
@@ -829,9 +1234,27 @@ gw_msg_fini(struct gw_msg *msg)
     case GW_MSG_ERROR:
         free(msg->u.error.message);
         break;
-    case GW_MSG_NONE:
     case GW_MSG_HELLO_REPLY:
+        free(msg->u.hello_reply.nonce);
+        free(msg->u.hello_reply.push_url);
+        break;
+    case GW_MSG_FETCH_DELTAS:
+        free(msg->u.fetch_deltas.edge_id);
+        break;
+    case GW_MSG_DELTAS:
+        for (size_t i = 0; i < msg->u.deltas.n_changes; i++)
+            wire_change_fini(&msg->u.deltas.changes[i]);
+        free(msg->u.deltas.changes);
+        break;
+    case GW_MSG_HEARTBEAT:
+        free(msg->u.heartbeat.edge_id);
+        free(msg->u.heartbeat.snapshot_source);
+        free(msg->u.heartbeat.region);
+        free(msg->u.heartbeat.version);
+        break;
+    case GW_MSG_NONE:
     case GW_MSG_USAGE_ACK:
+    case GW_MSG_HEARTBEAT_ACK:
     default:
         break;
     }
@@ -847,4 +1270,20 @@ gw_msg_set_error(struct gw_msg *msg, gw_err code, const char *message)
     msg->type = GW_MSG_ERROR;
     msg->u.error.code = code;
     msg->u.error.message = wire_dup(message);
+}
+
+void
+gw_wire_hello_proof(const void *secret, size_t secret_len, const uint8_t *nonce, size_t nonce_len,
+                    const char *edge_id, uint8_t out[GW_SHA256_LEN])
+{
+    static const char label[] = "aicarpool-hello"; /* sizeof includes the NUL */
+    struct gw_buf msg = GW_BUF_INIT;
+
+    gw_buf_append(&msg, label, sizeof(label));
+    if (nonce_len > 0)
+        gw_buf_append(&msg, nonce, nonce_len);
+    if (edge_id != NULL)
+        gw_buf_append(&msg, edge_id, strlen(edge_id));
+    gw_hmac_sha256(secret, secret_len, msg.data, msg.len, out);
+    gw_buf_fini(&msg);
 }

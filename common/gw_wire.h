@@ -21,6 +21,9 @@
 #define GW_WIRE_PROXY_LEN_MAX 2048          /* bytes of a proxy URL */
 #define GW_WIRE_POOL_MEMBERS_MAX (1u << 20) /* accounts of one pool */
 #define GW_WIRE_ACCOUNT_EVENTS_MAX 65536    /* account events in one usage batch */
+#define GW_WIRE_CHANGES_MAX 65536           /* changes in one Deltas */
+#define GW_WIRE_NONCE_LEN 32                /* enrolment nonce (HelloReply.nonce) */
+#define GW_WIRE_NONCE_MAX 64                /* largest nonce / proof accepted on decode */
 
 enum gw_msg_type {
     GW_MSG_NONE = 0,
@@ -94,7 +97,7 @@ struct gw_wire_pool {
 struct gw_wire_account {
     uint64_t id;
     char *name;
-    char *kind;       /* "anthropic", "mock", ... */
+    char *kind; /* "anthropic", "mock", ... */
     char *base_url;
     uint8_t *credential; /* plaintext on the link; sealed when it comes out of the store */
     size_t credential_len;
@@ -262,6 +265,13 @@ gw_err gw_wire_decode(const void *data, size_t len, size_t max_len,
 
 /* Frees everything a message owns and zeroes it; safe on a zeroed message. */
 void gw_msg_fini(struct gw_msg *msg);
+
+/* The enrolment proof of proto/carpool.proto: HMAC-SHA256 keyed with the
+ * enrolment secret exactly as the admin API showed it (the base64url text,
+ * secret_len bytes), over "aicarpool-hello\0" | nonce | edge_id (without its
+ * NUL). Pure: any thread. */
+void gw_wire_hello_proof(const void *secret, size_t secret_len, const uint8_t *nonce,
+                         size_t nonce_len, const char *edge_id, uint8_t out[GW_SHA256_LEN]);
 
 /* Builds an error message: msg->type = GW_MSG_ERROR, message copied. */
 void gw_msg_set_error(struct gw_msg *msg, gw_err code, const char *message);

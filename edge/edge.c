@@ -145,7 +145,8 @@ edge_on_request(struct gw_http_req *hreq, void *arg)
     }
     if (gw_str_eq(hreq->path, "/readyz")) {
         uint64_t v = edge_common_version(w->e);
-        char body[96];
+        struct edge_hublink_stats hs;
+        char body[128];
         /* Ready = every worker has a snapshot, and none is draining: a
          * load balancer should stop sending new requests here. */
         if (w->draining) {
@@ -156,7 +157,11 @@ edge_on_request(struct gw_http_req *hreq, void *arg)
             edge_respond_json(hreq, 503, "{\"ready\":false}");
             return;
         }
-        snprintf(body, sizeof(body), "{\"ready\":true,\"snapshot_version\":%" PRIu64 "}", v);
+        /* "disk": served from the local copy until the hub answers. */
+        edge_hublink_get_stats(w->e->link, &hs);
+        snprintf(body, sizeof(body),
+                 "{\"ready\":true,\"snapshot_version\":%" PRIu64 ",\"snapshot_source\":\"%s\"}", v,
+                 hs.snapshot_source == EDGE_SNAPSHOT_DISK ? "disk" : "hub");
         edge_respond_json(hreq, 200, body);
         return;
     }
@@ -336,6 +341,18 @@ edge_worker_thread(void *arg)
 
 /* ------------------------------------------------------------ public API */
 
+/* Heartbeat counters: requests handled, and upstream attempts that failed
+ * over plus clients that left early as the error count. */
+static void
+edge_link_counters(void *arg, uint64_t *requests_total, uint64_t *errors_total)
+{
+    struct edge_stats st;
+
+    edge_get_stats(arg, &st);
+    *requests_total = st.requests;
+    *errors_total = st.upstream_retries + st.client_aborts;
+}
+
 gw_err
 edge_new(const struct edge_config *cfg, struct edge **out)
 {
@@ -357,6 +374,7 @@ edge_new(const struct edge_config *cfg, struct edge **out)
         free(e);
         return rv;
     }
+    edge_hublink_set_counters(e->link, edge_link_counters, e);
     /* Request ids: a random per-process prefix, the worker and a counter,
      * so ids from restarts and from other edges do not collide in the
      * usage log. */

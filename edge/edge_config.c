@@ -34,8 +34,9 @@ const struct gw_cfg_entry edge_config_table[] = {
             "How often the edge asks the hub for a newer configuration snapshot"),
     CFG_INT("usage-batch-max", "1000", 1, 100000, RELOAD, usage_batch_max,
             "Most usage records in one batch sent to the hub"),
-    CFG_INT("usage-flush-ms", "1000", 10, HOUR_MS, RELOAD, usage_flush_ms,
-            "Longest delay before queued or unacknowledged usage is sent again"),
+    CFG_INT("usage-flush-ms", "50", 1, HOUR_MS, RELOAD, usage_flush_ms,
+            "Longest delay before a pending usage record is sent (and before an unacknowledged "
+            "batch is resent)"),
     CFG_INT("usage-queue-max", "100000", 1, 100000000, 0, usage_queue_max,
             "Usage records held in memory while the hub is unreachable"),
     CFG_INT("max-body-bytes", "33554432", 1024, INT64_C(1) << 31, 0, max_body_bytes,
@@ -85,6 +86,26 @@ const struct gw_cfg_entry edge_config_table[] = {
             "A client that reads nothing of a pending response for this long is dropped; 0 = "
             "never"),
     CFG_STR("log-level", "info", log_level, "error, warn, info or debug"),
+    {"enrol-secret", GW_CFG_STR, NULL, 0, 0, GW_CFG_F_SECRET,
+     offsetof(struct edge_config, enrol_secret),
+     "Enrolment secret POST /api/edges returned (also AICARPOOL_ENROL_SECRET); keys the "
+     "Hello proof and the on-disk snapshot; unset = trusted in-process edge"},
+    CFG_STR("data", NULL, data,
+            "Directory for the encrypted snapshot copy and the usage journal; unset = none"),
+    CFG_STR("link-cert", NULL, link_cert,
+            "PEM file holding this edge's client certificate and its key (tls+tcp:// hub)"),
+    CFG_STR("link-ca", NULL, link_ca, "PEM CA file that verifies the hub (tls+tcp:// hub)"),
+    CFG_STR("push", NULL, push,
+            "NNG URL of the hub's change push (PUB); unset = the address the hub announces"),
+    CFG_STR("journal-fsync", "batch", journal_fsync,
+            "Usage journal fsync: always (every record), batch (before each batch is sent and at "
+            "most every 100 ms) or none"),
+    CFG_INT("heartbeat-ms", "5000", 100, HOUR_MS, 0, heartbeat_ms,
+            "How often the edge sends a heartbeat with its stats to the hub"),
+    CFG_INT("deltas-poll-ms", "5000", 100, HOUR_MS, 0, deltas_poll_ms,
+            "Safety poll for configuration changes in case a push was lost"),
+    CFG_INT("journal-max-bytes", "1073741824", 1048576, INT64_C(1) << 40, 0, journal_max_bytes,
+            "Usage journal cap on disk; beyond it new records are logged and kept in memory only"),
     {NULL, GW_CFG_STR, NULL, 0, 0, 0, 0, NULL},
 };
 

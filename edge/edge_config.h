@@ -45,6 +45,16 @@ struct edge_config {
     int64_t workers;                 /* worker threads; 0 = CPUs, at most 16 */
     int64_t drain_timeout_ms;        /* on stop: wait for in-flight requests this long */
     int64_t client_write_timeout_ms; /* drop a client that reads nothing this long; 0 = never */
+    /* Distributed mode (remote edges). */
+    char *enrol_secret;        /* enrolment secret from POST /api/edges; NULL = trusted inproc */
+    char *data;                /* directory for snapshot.bin and usage.journal; NULL = none */
+    char *link_cert;           /* PEM file with this edge's client certificate and key */
+    char *link_ca;             /* PEM CA file that signs the hub's link certificate */
+    char *push;                /* overrides HelloReply.push_url (the hub's PUB address) */
+    char *journal_fsync;       /* "always", "batch" or "none" */
+    int64_t heartbeat_ms;      /* Heartbeat period */
+    int64_t deltas_poll_ms;    /* safety FetchDeltas period when pushes are flowing */
+    int64_t journal_max_bytes; /* usage journal cap on disk */
 };
 
 /* The table (ends with a NULL key) for gw_config_load() and friends. Keys:
@@ -55,7 +65,8 @@ struct edge_config {
  * total-timeout-ms, hub-timeout-ms, hub-max-msg-bytes, stop-flush-ms,
  * write-high-water, meter-body-max, max-attempts, failover-budget-ms,
  * tls-cert, tls-key, workers, drain-timeout-ms, client-write-timeout-ms,
- * log-level. */
+ * log-level, enrol-secret (secret), data, link-cert, link-ca, push,
+ * journal-fsync, heartbeat-ms, deltas-poll-ms, journal-max-bytes. */
 extern const struct gw_cfg_entry edge_config_table[];
 
 /* Fills every field of *cfg with its default from the table (previous

@@ -543,6 +543,33 @@ edge_req_can_failover(const struct edge_req *req)
     return !req->e->shutting_down && !(req->flags & EDGE_REQ_F_CLIENT_GONE);
 }
 
+/* The upstream's Content-Length when it framed the body with one (and not
+ * with Transfer-Encoding), else -1. Only plain digits are accepted. */
+static int64_t
+edge_upstream_content_length(const struct gw_http_header *headers, size_t n)
+{
+    int64_t len = -1;
+
+    for (size_t i = 0; i < n; i++) {
+        const struct gw_http_header *h = &headers[i];
+
+        if (gw_str_case_eq(h->name, "transfer-encoding"))
+            return -1;
+        if (!gw_str_case_eq(h->name, "content-length"))
+            continue;
+        if (len >= 0 || h->value.len == 0 || h->value.len > 15)
+            return -1; /* repeated or absurd: let chunking frame it */
+        len = 0;
+        for (size_t k = 0; k < h->value.len; k++) {
+            char c = h->value.p[k];
+            if (c < '0' || c > '9')
+                return -1;
+            len = len * 10 + (c - '0');
+        }
+    }
+    return len;
+}
+
 static void
 edge_req_on_head(void *arg, int status, const struct gw_http_header *headers, size_t n)
 {
@@ -582,7 +609,17 @@ edge_req_on_head(void *arg, int status, const struct gw_http_header *headers, si
     }
     edge_req_relay_headers(req, headers, n);
     gw_http_add_header(req->hreq, "x-aicarpool-request-id", req->rid);
-    rv = gw_http_start(req->hreq, status, ctype[0] ? ctype : NULL);
+    /* A plain (unfiltered, not event-stream) body is relayed byte for
+     * byte, so the upstream's Content-Length frames it for the client too:
+     * no chunk framing, and curl guarantees the count or fails the
+     * transfer (then the connection is cut). */
+    int64_t clen = -1;
+    if (!(req->flags & (EDGE_REQ_F_SSE | EDGE_REQ_F_FILTER)))
+        clen = edge_upstream_content_length(headers, n);
+    if (clen >= 0)
+        rv = gw_http_start_length(req->hreq, status, ctype[0] ? ctype : NULL, (uint64_t)clen);
+    else
+        rv = gw_http_start(req->hreq, status, ctype[0] ? ctype : NULL);
     if (rv != GW_OK) {
         /* The client is gone; cancelling from on_head is allowed. */
         req->flags |= EDGE_REQ_F_CLIENT_GONE;
@@ -743,6 +780,11 @@ edge_req_on_done(void *arg, gw_err err)
         if (!edge_req_write(req, req->filt.data, req->filt.len))
             return;
     }
+    /* The client's answer first (gw_http_end sends what is pending at
+     * once), metering and the usage record after it. */
+    gw_http_end(req->hreq);
+    req->hreq = NULL;
+    req->flags |= EDGE_REQ_F_HTTP_DONE;
     if ((req->flags & EDGE_REQ_F_BILLABLE) && !(req->flags & EDGE_REQ_F_SSE) &&
         !(req->flags & EDGE_REQ_F_METER_OFF) && req->body_copy.len > 0) {
         gw_err rv = req->prov->meter_body(&req->meter, req->body_copy.data, req->body_copy.len);
@@ -750,9 +792,6 @@ edge_req_on_done(void *arg, gw_err err)
             gw_log_req(GW_LOG_WARN, "EDGE-METER", req->rid, "no usage in response body: %s",
                        gw_strerror(rv));
     }
-    gw_http_end(req->hreq);
-    req->hreq = NULL;
-    req->flags |= EDGE_REQ_F_HTTP_DONE;
     edge_req_maybe_complete(req);
 }
 

@@ -27,8 +27,8 @@ struct edge_account {
     int32_t priority; /* lower number is preferred */
     int32_t weight;   /* <= 0 is treated as 1 by the router */
     int enabled;
-    unsigned dialects;         /* edge_dialect_mask_of_kind(kind) */
-    char **models;             /* models it serves; n_models == 0 means any */
+    unsigned dialects; /* edge_dialect_mask_of_kind(kind) */
+    char **models;     /* models it serves; n_models == 0 means any */
     size_t n_models;
     uint32_t max_concurrency;  /* 0 = unlimited */
     char *proxy;               /* NULL = direct */
@@ -61,9 +61,9 @@ struct edge_key {
     uint64_t group_id;
     const struct edge_group *group; /* NULL when the group is not in the snapshot */
     int enabled;
-    int64_t expires_at; /* unix seconds, 0 = never */
-    uint32_t rpm_limit; /* requests per minute, 0 = unlimited */
-    uint32_t tpm_limit; /* tokens per minute, 0 = unlimited */
+    int64_t expires_at;         /* unix seconds, 0 = never */
+    uint32_t rpm_limit;         /* requests per minute, 0 = unlimited */
+    uint32_t tpm_limit;         /* tokens per minute, 0 = unlimited */
     uint32_t concurrency_limit; /* 0 = unlimited */
     char **allowed_models;      /* n_allowed_models == 0 means any */
     size_t n_allowed_models;
@@ -85,6 +85,20 @@ enum edge_key_state {
  * are more than 2^31 keys, accounts or groups. Any thread. */
 gw_err edge_snapshot_build(const struct gw_wire_snapshot *w,
                            struct edge_snapshot **out) GW_WARN_UNUSED;
+
+/* Applies the changes of `d` in order to the wire snapshot `base` (owned
+ * by the caller, modified in place) and sets base->version to
+ * d->to_version: an entity change replaces the entity with the same id (or
+ * the same group/account pair for a binding) or adds it; a removal drops it
+ * (a removed key, account, group or pool also drops nothing else: bindings
+ * naming it are skipped by edge_snapshot_build). The entity contents are
+ * MOVED out of d (its changes are left empty; gw_msg_fini on the message
+ * stays safe). GW_EINVAL when d->snapshot_required is set or
+ * d->from_version != base->version (base is then untouched); GW_EMSGSIZE
+ * when an array would exceed 2^31 entries. Any thread (the caller owns
+ * both). */
+gw_err edge_snapshot_apply_deltas(struct gw_wire_snapshot *base,
+                                  struct gw_wire_deltas *d) GW_WARN_UNUSED;
 
 /* Adds a reference (atomic; any thread) and returns s. */
 struct edge_snapshot *edge_snapshot_ref(struct edge_snapshot *s);

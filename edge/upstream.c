@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "gw_buf.h"
 #include "gw_log.h"
@@ -25,6 +27,9 @@
 #define UPSTREAM_MAX_HOST_CONNS 1024L
 /* Idle keep-alive connections kept for reuse across requests. */
 #define UPSTREAM_MAX_CACHED_CONNS 256L
+/* Reset easy handles kept for the next transfers: curl_easy_reset plus the
+ * options again is much cheaper than curl_easy_init/cleanup. */
+#define UPSTREAM_FREE_EASY_MAX 64
 
 enum upstream_req_flags {
     UPSTREAM_REQ_F_ADD = 1 << 0,       /* queued: curl_multi_add_handle pending */
@@ -64,11 +69,21 @@ struct edge_upstream_req {
     struct edge_upstream_req *work_next;   /* up->work queue */
 };
 
+/* One watched socket. Connection sockets are opened and closed through
+ * our CURLOPT_OPENSOCKETFUNCTION / CLOSESOCKETFUNCTION, so their poll
+ * handle lives exactly as long as the socket: while curl keeps the
+ * connection idle in its pool (CURL_POLL_REMOVE) the handle stays open
+ * and a reused connection needs no new handle. Other sockets curl reports
+ * (the resolver's wakeup pipe) are closed by curl itself, so their handle
+ * is closed on CURL_POLL_REMOVE as before. */
 struct upstream_sock {
     uv_poll_t poll;
     curl_socket_t fd;
     struct edge_upstream *up;
     struct upstream_sock *prev, *next;
+    int events;  /* what the poll watches now (0: stopped) */
+    int owned;   /* opened by upstream_opensocket_cb, closed by ..._closesocket_cb */
+    int removed; /* curl does not watch it now (CURL_POLL_REMOVE) */
 };
 
 struct edge_upstream {
@@ -82,7 +97,11 @@ struct edge_upstream {
     size_t active;   /* started, not finished or cancelled */
     struct edge_upstream_req *reqs;
     struct upstream_sock *socks;
+    struct upstream_sock **by_fd; /* socket -> its watcher; NULL when none */
+    size_t n_by_fd;
     struct edge_upstream_req *work_head, *work_tail;
+    CURL *free_easy[UPSTREAM_FREE_EASY_MAX]; /* reset, ready for reuse */
+    size_t n_free_easy;
 };
 
 static uv_once_t upstream_global_once = UV_ONCE_INIT;
@@ -147,10 +166,59 @@ upstream_sock_close_cb(uv_handle_t *h)
     upstream_handle_closed(up);
 }
 
+static struct upstream_sock *
+upstream_sock_find(const struct edge_upstream *up, curl_socket_t fd)
+{
+    if (fd < 0 || (size_t)fd >= up->n_by_fd)
+        return NULL;
+    return up->by_fd[fd];
+}
+
+/* Creates and registers the watcher of fd; NULL when libuv refuses. */
+static struct upstream_sock *
+upstream_sock_new(struct edge_upstream *up, curl_socket_t fd, int owned)
+{
+    struct upstream_sock *s;
+    int rc;
+
+    if (fd < 0)
+        return NULL;
+    if ((size_t)fd >= up->n_by_fd) {
+        size_t n = up->n_by_fd ? up->n_by_fd : 64;
+        while (n <= (size_t)fd)
+            n *= 2;
+        up->by_fd = gw_xrealloc(up->by_fd, n * sizeof(*up->by_fd));
+        memset(up->by_fd + up->n_by_fd, 0, (n - up->n_by_fd) * sizeof(*up->by_fd));
+        up->n_by_fd = n;
+    }
+    s = gw_xcalloc(1, sizeof(*s));
+    s->fd = fd;
+    s->up = up;
+    s->owned = owned;
+    rc = uv_poll_init_socket(up->loop, &s->poll, fd);
+    if (rc != 0) {
+        gw_log(GW_LOG_ERROR, "EDGE-UPSTREAM", "uv_poll_init fd=%d: %s", (int)fd, uv_strerror(rc));
+        free(s);
+        return NULL;
+    }
+    s->poll.data = s;
+    up->handles++;
+    s->next = up->socks;
+    if (up->socks)
+        up->socks->prev = s;
+    up->socks = s;
+    up->by_fd[fd] = s;
+    return s;
+}
+
+/* Closes the watcher; call while fd is still open (uv_close deregisters
+ * it from epoll by number). */
 static void
 upstream_sock_close(struct upstream_sock *s)
 {
     struct edge_upstream *up = s->up;
+    if ((size_t)s->fd < up->n_by_fd && up->by_fd[s->fd] == s)
+        up->by_fd[s->fd] = NULL;
     if (s->prev)
         s->prev->next = s->next;
     else
@@ -170,6 +238,13 @@ upstream_poll_cb(uv_poll_t *h, int status, int events)
     int flags = 0;
     int running = 0;
 
+    if (s->removed) {
+        /* An idle pooled connection became readable (the server closed it
+         * or sent junk): curl finds out when it tries to reuse it. */
+        uv_poll_stop(&s->poll);
+        s->events = 0;
+        return;
+    }
     if (status < 0) {
         flags = CURL_CSELECT_ERR;
     } else {
@@ -187,36 +262,38 @@ static int
 upstream_socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
 {
     struct edge_upstream *up = userp;
-    struct upstream_sock *s = socketp;
+    struct upstream_sock *s = upstream_sock_find(up, fd);
     (void)easy;
+    (void)socketp;
 
     if (what == CURL_POLL_REMOVE || up->torn_down) {
         /* During curl_multi_cleanup the multi is half gone: only close. */
-        if (s) {
-            if (!up->torn_down)
-                curl_multi_assign(up->multi, fd, NULL);
+        if (!s)
+            return 0;
+        if (!s->owned || up->torn_down) {
             upstream_sock_close(s);
+            return 0;
+        }
+        /* A connection going back to curl's pool. Keep watching it for
+         * reading (no epoll change now, none when it is reused for the
+         * next request), just stop telling curl; anything else stops. */
+        s->removed = 1;
+        /* An idle pooled connection must not keep the loop alive. */
+        uv_unref((uv_handle_t *)&s->poll);
+        if (s->events != UV_READABLE) {
+            uv_poll_stop(&s->poll);
+            s->events = 0;
         }
         return 0;
     }
     if (!s) {
-        s = gw_xcalloc(1, sizeof(*s));
-        s->fd = fd;
-        s->up = up;
-        int rc = uv_poll_init_socket(up->loop, &s->poll, fd);
-        if (rc != 0) {
-            gw_log(GW_LOG_ERROR, "EDGE-UPSTREAM", "uv_poll_init fd=%d: %s", (int)fd,
-                   uv_strerror(rc));
-            free(s);
+        s = upstream_sock_new(up, fd, 0);
+        if (!s)
             return -1; /* curl fails the transfers on this socket */
-        }
-        s->poll.data = s;
-        up->handles++;
-        s->next = up->socks;
-        if (up->socks)
-            up->socks->prev = s;
-        up->socks = s;
-        curl_multi_assign(up->multi, fd, s);
+    }
+    if (s->removed) {
+        s->removed = 0;
+        uv_ref((uv_handle_t *)&s->poll);
     }
     int events = 0;
     if (what == CURL_POLL_IN || what == CURL_POLL_INOUT)
@@ -227,9 +304,52 @@ upstream_socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *so
     if (rc != 0) {
         gw_log(GW_LOG_ERROR, "EDGE-UPSTREAM", "uv_poll_start fd=%d: %s", (int)fd,
                uv_strerror(rc));
+        uv_poll_stop(&s->poll);
+        s->events = 0;
         return -1;
     }
+    s->events = events;
     return 0;
+}
+
+/* CURLOPT_OPENSOCKETFUNCTION: connection sockets get their watcher here,
+ * so it lives until upstream_closesocket_cb. */
+static curl_socket_t
+upstream_opensocket_cb(void *clientp, curlsocktype purpose, struct curl_sockaddr *addr)
+{
+    struct edge_upstream *up = clientp;
+    curl_socket_t fd;
+    struct upstream_sock *stale;
+
+    (void)purpose;
+    fd = socket(addr->family, addr->socktype | SOCK_CLOEXEC, addr->protocol);
+    if (fd < 0)
+        return CURL_SOCKET_BAD;
+    stale = upstream_sock_find(up, fd);
+    if (stale) {
+        /* Closed behind our back (cannot happen with curl's own paths):
+         * the number is this new, still unregistered socket now. */
+        gw_log(GW_LOG_WARN, "EDGE-UPSTREAM", "fd %d reused without a close callback", (int)fd);
+        upstream_sock_close(stale);
+    }
+    if (!upstream_sock_new(up, fd, 1)) {
+        close(fd);
+        return CURL_SOCKET_BAD;
+    }
+    return fd;
+}
+
+/* CURLOPT_CLOSESOCKETFUNCTION: the watcher goes first (uv_close
+ * deregisters the still-open number), then the socket. */
+static int
+upstream_closesocket_cb(void *clientp, curl_socket_t fd)
+{
+    struct edge_upstream *up = clientp;
+    struct upstream_sock *s = upstream_sock_find(up, fd);
+
+    if (s)
+        upstream_sock_close(s);
+    return close(fd);
 }
 
 static void
@@ -477,7 +597,14 @@ upstream_req_destroy(struct edge_upstream_req *r)
     if (r->flags & UPSTREAM_REQ_F_IN_MULTI)
         curl_multi_remove_handle(up->multi, r->easy);
     r->flags &= ~(unsigned)UPSTREAM_REQ_F_IN_MULTI;
-    curl_easy_cleanup(r->easy);
+    if (!up->closing && !up->torn_down && up->n_free_easy < UPSTREAM_FREE_EASY_MAX) {
+        /* Forgets every option (and our pointers into r) but keeps the
+         * handle's allocations for the next transfer. */
+        curl_easy_reset(r->easy);
+        up->free_easy[up->n_free_easy++] = r->easy;
+    } else {
+        curl_easy_cleanup(r->easy);
+    }
     r->easy = NULL;
     curl_slist_free_all(r->headers);
     r->headers = NULL;
@@ -625,6 +752,8 @@ upstream_teardown(struct edge_upstream *up)
         upstream_req_destroy(r); /* unlinks r from up->reqs */
     }
     up->work_head = up->work_tail = NULL;
+    while (up->n_free_easy > 0)
+        curl_easy_cleanup(up->free_easy[--up->n_free_easy]);
     up->torn_down = 1;
     /* Closes the cached keep-alive connections; curl reports them through
      * the socket callback, which closes their polls. */
@@ -632,6 +761,9 @@ upstream_teardown(struct edge_upstream *up)
     up->multi = NULL;
     while (up->socks)
         upstream_sock_close(up->socks);
+    free(up->by_fd);
+    up->by_fd = NULL;
+    up->n_by_fd = 0;
     uv_timer_stop(&up->timer);
     uv_close((uv_handle_t *)&up->timer, upstream_timer_close_cb);
 }
@@ -742,7 +874,10 @@ edge_upstream_start(struct edge_upstream *up, const struct edge_upstream_spec *s
     if (up->closing)
         goto out;
     rv = GW_EINTERNAL;
-    easy = curl_easy_init();
+    if (up->n_free_easy > 0)
+        easy = up->free_easy[--up->n_free_easy];
+    else
+        easy = curl_easy_init();
     if (!easy)
         goto out;
     /* Never "Expect: 100-continue" (a wasted round trip); no default form
@@ -796,6 +931,10 @@ edge_upstream_start(struct edge_upstream *up, const struct edge_upstream_spec *s
     UPSTREAM_SET(CURLOPT_HEADERDATA, r);
     UPSTREAM_SET(CURLOPT_WRITEFUNCTION, upstream_write_cb);
     UPSTREAM_SET(CURLOPT_WRITEDATA, r);
+    UPSTREAM_SET(CURLOPT_OPENSOCKETFUNCTION, upstream_opensocket_cb);
+    UPSTREAM_SET(CURLOPT_OPENSOCKETDATA, up);
+    UPSTREAM_SET(CURLOPT_CLOSESOCKETFUNCTION, upstream_closesocket_cb);
+    UPSTREAM_SET(CURLOPT_CLOSESOCKETDATA, up);
     /* "" disables proxies from the environment: only configured ones apply */
     UPSTREAM_SET(CURLOPT_PROXY, spec->proxy ? spec->proxy : "");
     if (spec->timeouts.connect_ms)

@@ -3,7 +3,10 @@
  * libuv loop (curl sockets -> uv_poll, curl timer -> one uv_timer). A
  * transfer reports head -> body chunks (with pause/resume backpressure) ->
  * done, enforces per-phase timeouts (connect, first byte, idle between
- * chunks, total) and reuses keep-alive connections across requests.
+ * chunks, total) and reuses keep-alive connections across requests, as well
+ * as curl easy handles (reset, kept on a per-upstream free list) and each
+ * connection socket's uv_poll handle (kept while curl holds the connection
+ * idle in its pool, closed with the socket).
  *
  * Threading: an upstream belongs to one uv loop; every function here and
  * every callback runs on that loop's thread. */

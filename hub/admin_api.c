@@ -22,6 +22,7 @@
 #include "gw_json.h"
 #include "gw_log.h"
 #include "hub_config.h"
+#include "hub_link.h"
 
 #define API_NAME_MAX 127    /* group, account and key names (store: char[128]) */
 #define API_URL_MAX 511     /* store: char[512] */
@@ -46,6 +47,7 @@ struct hub_admin_api {
     char *dummy_hash;
     void (*closed_cb)(void *arg);
     void *closed_arg;
+    struct hub_link *link; /* told about config changes; may be NULL */
 };
 
 struct api_job;
@@ -167,10 +169,16 @@ api_after_work_cb(uv_work_t *w, int status)
 {
     struct api_job *job = w->data;
 
-    if (status != 0)
+    if (status != 0) {
         api_error(job->req, 503, "unavailable", "the hub is shutting down");
-    else
+    } else {
+        /* A successful change: wake the link's publisher so edges get the
+         * Deltas now (it compares config versions, so extra wake-ups are
+         * harmless). */
+        if (job->rv == GW_OK && strcmp(job->req->method, "GET") != 0)
+            hub_link_notify(job->api->link);
         job->finish(job);
+    }
     /* The response was the last use of the API: the server may free the API
      * right after its last request finished, so only job memory is left. */
     if (job->fini != NULL)
@@ -2418,6 +2426,292 @@ api_healthz(struct hub_admin_api *api, struct gw_http_req *req, uint64_t path_id
     gw_http_respond(req, 200, "application/json", body, sizeof(body) - 1);
 }
 
+/* ---- edges -------------------------------------------------------------- */
+
+#define API_EDGE_SECRET_BYTES 32
+#define API_EDGE_ID_RANDOM_BYTES 8
+#define API_EDGE_REGION_MAX 63
+/* Heartbeat age (ms) below which an edge is online, then stale. */
+#define API_EDGE_ONLINE_MS 15000
+#define API_EDGE_STALE_MS 60000
+
+struct api_edge_job {
+    struct api_job base;
+    cJSON *body;
+    const char *name;   /* in body */
+    const char *region; /* in body */
+    char id[HUB_EDGE_ID_MAX + 1];
+    char *secret; /* base64url, shown once; wiped in fini */
+    struct hub_edge *items;
+    size_t n;
+    uint64_t version;
+};
+
+static void
+edge_job_fini(struct api_job *job)
+{
+    struct api_edge_job *j = (struct api_edge_job *)job;
+
+    cJSON_Delete(j->body);
+    if (j->secret != NULL)
+        explicit_bzero(j->secret, strlen(j->secret));
+    free(j->secret);
+    hub_edges_free(j->items, j->n);
+}
+
+static void
+edge_create_run(struct api_job *job)
+{
+    struct api_edge_job *j = (struct api_edge_job *)job;
+    uint8_t raw[API_EDGE_SECRET_BYTES], idr[API_EDGE_ID_RANDOM_BYTES];
+    char hex[2 * API_EDGE_ID_RANDOM_BYTES + 1];
+    struct gw_buf text = GW_BUF_INIT, sealed = GW_BUF_INIT;
+    struct hub_edge e;
+    size_t len;
+
+    job->rv = gw_random_bytes(raw, sizeof(raw));
+    if (job->rv == GW_OK)
+        job->rv = gw_random_bytes(idr, sizeof(idr));
+    if (job->rv != GW_OK)
+        return;
+    gw_hex_encode(idr, sizeof(idr), hex);
+    snprintf(j->id, sizeof(j->id), "edge-%s", hex);
+    gw_base64url_encode(raw, sizeof(raw), &text);
+    explicit_bzero(raw, sizeof(raw));
+    job->rv = hub_link_seal_edge_secret(job->api->master, text.data, text.len, &sealed);
+    if (job->rv == GW_OK) {
+        memset(&e, 0, sizeof(e));
+        snprintf(e.id, sizeof(e.id), "%s", j->id);
+        snprintf(e.name, sizeof(e.name), "%s", j->name);
+        snprintf(e.region, sizeof(e.region), "%s", j->region != NULL ? j->region : "");
+        e.secret_sealed = (uint8_t *)sealed.data;
+        e.secret_sealed_len = sealed.len;
+        e.created_at = (int64_t)time(NULL);
+        job->rv = hub_store_edge_create(job->api->store, &e);
+    }
+    gw_buf_fini(&sealed);
+    if (job->rv == GW_OK) {
+        j->secret = gw_buf_steal(&text, &len);
+    } else if (text.data != NULL) {
+        explicit_bzero(text.data, text.cap);
+    }
+    gw_buf_fini(&text);
+}
+
+static void
+edge_create_finish(struct api_job *job)
+{
+    struct api_edge_job *j = (struct api_edge_job *)job;
+    cJSON *o;
+
+    if (job->rv != GW_OK) {
+        api_internal(job->req, "edge create", job->rv);
+        return;
+    }
+    gw_log_req(GW_LOG_INFO, "HUB-ADMIN-CHANGE", job->req->id_str, "admin %s registered edge %s",
+               job->admin, j->id);
+    o = cJSON_CreateObject();
+    o = api_add_str(o, "id", j->id);
+    o = api_add_str(o, "name", j->name);
+    o = api_add_str(o, "region", j->region != NULL ? j->region : "");
+    o = api_add_str(o, "secret", j->secret);
+    api_respond_json(job->req, 201, o);
+}
+
+static void
+api_edge_create(struct hub_admin_api *api, struct gw_http_req *req, uint64_t path_id,
+                const char *admin)
+{
+    static const char *const fields[] = {"name", "region", NULL};
+    struct api_edge_job *j;
+    cJSON *body;
+    char msg[160];
+
+    (void)path_id;
+    body = api_body_object(req);
+    if (body == NULL)
+        return;
+    j = api_job_new(api, req, admin, sizeof(*j), edge_create_run, edge_create_finish,
+                    edge_job_fini);
+    j->body = body;
+    if (api_only_fields(body, fields, msg, sizeof(msg)) != GW_OK ||
+        api_field_str(body, "name", API_NAME_MAX, &j->name, msg, sizeof(msg)) != GW_OK ||
+        (api_field_present(body, "region") &&
+         api_field_str(body, "region", API_EDGE_REGION_MAX, &j->region, msg, sizeof(msg)) !=
+             GW_OK)) {
+        api_bad_request(req, msg);
+        edge_job_fini(&j->base);
+        free(j);
+        return;
+    }
+    api_job_queue(&j->base);
+}
+
+static void
+edge_list_run(struct api_job *job)
+{
+    struct api_edge_job *j = (struct api_edge_job *)job;
+
+    job->rv = hub_store_config_version(job->api->store, &j->version);
+    if (job->rv == GW_OK)
+        job->rv = hub_store_edge_list(job->api->store, &j->items, &j->n);
+}
+
+static int64_t
+api_unix_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Adds a number with up to 3 decimals (rates). */
+static cJSON *
+api_add_rate(cJSON *obj, const char *name, double v)
+{
+    if (obj == NULL)
+        return NULL;
+    if (cJSON_AddNumberToObject(obj, name, (double)(int64_t)(v * 1000.0 + 0.5) / 1000.0) == NULL) {
+        cJSON_Delete(obj);
+        return NULL;
+    }
+    return obj;
+}
+
+static cJSON *
+api_edge_json(const struct hub_edge *e, uint64_t config_version, int64_t now_ms)
+{
+    const char *status = "offline";
+    double rps = 0, err_rate = 0;
+    int64_t age = now_ms - e->last_seen_ms;
+    uint64_t lag = 0;
+    cJSON *o;
+
+    if (e->last_seen_ms > 0 && age <= API_EDGE_ONLINE_MS)
+        status = "online";
+    else if (e->last_seen_ms > 0 && age <= API_EDGE_STALE_MS)
+        status = "stale";
+    if (e->snapshot_version < config_version)
+        lag = config_version - e->snapshot_version;
+    /* Rates over the last two heartbeats; a counter that went down means the
+     * edge restarted, and tells nothing. */
+    if (e->prev_heartbeat_ms > 0 && e->heartbeat_ms > e->prev_heartbeat_ms &&
+        e->requests_total >= e->prev_requests_total && e->errors_total >= e->prev_errors_total) {
+        uint64_t dreq = e->requests_total - e->prev_requests_total;
+        uint64_t derr = e->errors_total - e->prev_errors_total;
+        rps = (double)dreq * 1000.0 / (double)(e->heartbeat_ms - e->prev_heartbeat_ms);
+        if (dreq > 0)
+            err_rate = (double)derr / (double)dreq;
+    }
+    o = cJSON_CreateObject();
+    o = api_add_str(o, "id", e->id);
+    o = api_add_str(o, "name", e->name);
+    o = api_add_str(o, "region", e->region);
+    o = api_add_str(o, "version", e->version);
+    o = api_add_bool(o, "trusted", e->trusted);
+    o = api_add_bool(o, "revoked", e->revoked_at != 0);
+    o = api_add_int(o, "created_at", e->created_at);
+    o = api_add_int(o, "snapshot_version", (int64_t)e->snapshot_version);
+    o = api_add_str(o, "snapshot_source", e->snapshot_source);
+    o = api_add_int(o, "lag", (int64_t)lag);
+    o = api_add_int(o, "last_seen_ms", e->last_seen_ms);
+    o = api_add_str(o, "status", status);
+    o = api_add_int(o, "requests_total", (int64_t)e->requests_total);
+    o = api_add_int(o, "errors_total", (int64_t)e->errors_total);
+    o = api_add_int(o, "usage_pending", (int64_t)e->usage_pending);
+    o = api_add_rate(o, "requests_per_s", rps);
+    o = api_add_rate(o, "error_rate", err_rate);
+    return o;
+}
+
+static void
+edge_list_finish(struct api_job *job)
+{
+    struct api_edge_job *j = (struct api_edge_job *)job;
+    int64_t now = api_unix_ms();
+    cJSON *o, *items;
+
+    if (job->rv != GW_OK) {
+        api_internal(job->req, "edge list", job->rv);
+        return;
+    }
+    o = cJSON_CreateObject();
+    items = o != NULL ? cJSON_AddArrayToObject(o, "items") : NULL;
+    if (items == NULL) {
+        cJSON_Delete(o);
+        api_respond_json(job->req, 500, NULL);
+        return;
+    }
+    for (size_t i = 0; i < j->n; i++) {
+        cJSON *it = api_edge_json(&j->items[i], j->version, now);
+        if (it == NULL) {
+            cJSON_Delete(o);
+            api_respond_json(job->req, 500, NULL);
+            return;
+        }
+        cJSON_AddItemToArray(items, it);
+    }
+    o = api_add_int(o, "config_version", (int64_t)j->version);
+    api_respond_json(job->req, 200, o);
+}
+
+static void
+api_edge_list(struct hub_admin_api *api, struct gw_http_req *req, uint64_t path_id,
+              const char *admin)
+{
+    struct api_edge_job *j;
+
+    (void)path_id;
+    j = api_job_new(api, req, admin, sizeof(*j), edge_list_run, edge_list_finish, edge_job_fini);
+    api_job_queue(&j->base);
+}
+
+static void
+edge_revoke_run(struct api_job *job)
+{
+    struct api_edge_job *j = (struct api_edge_job *)job;
+
+    job->rv = hub_store_edge_revoke(job->api->store, j->id);
+}
+
+static void
+edge_revoke_finish(struct api_job *job)
+{
+    struct api_edge_job *j = (struct api_edge_job *)job;
+    char msg[128];
+
+    if (job->rv == GW_ENOTFOUND) {
+        snprintf(msg, sizeof(msg), "edge %s not found", j->id);
+        api_error(job->req, 404, "not_found", msg);
+        return;
+    }
+    if (job->rv != GW_OK) {
+        api_internal(job->req, "edge revoke", job->rv);
+        return;
+    }
+    gw_log_req(GW_LOG_INFO, "HUB-ADMIN-CHANGE", job->req->id_str, "admin %s revoked edge %s",
+               job->admin, j->id);
+    gw_http_respond(job->req, 204, NULL, "", 0);
+}
+
+static void
+api_edge_revoke(struct hub_admin_api *api, struct gw_http_req *req, uint64_t path_id,
+                const char *admin)
+{
+    static const char prefix[] = "/api/edges/";
+    struct api_edge_job *j;
+    size_t n;
+
+    (void)path_id;
+    /* The route matched "{name}": one segment of edge-id characters. */
+    n = req->path.len - (sizeof(prefix) - 1);
+    j = api_job_new(api, req, admin, sizeof(*j), edge_revoke_run, edge_revoke_finish,
+                    edge_job_fini);
+    memcpy(j->id, req->path.p + sizeof(prefix) - 1, n);
+    j->id[n] = '\0';
+    api_job_queue(&j->base);
+}
+
 /* ---- routing ------------------------------------------------------------ */
 
 /* path_id: the "{id}" of the route (0 when none); admin: the caller's name
@@ -2454,6 +2748,9 @@ static const struct api_route api_routes[] = {
     {"DELETE", "/api/keys/{id}", 1, api_key_revoke},
     {"GET", "/api/usage", 1, api_usage_list},
     {"GET", "/api/status", 1, api_status},
+    {"GET", "/api/edges", 1, api_edge_list},
+    {"POST", "/api/edges", 1, api_edge_create},
+    {"DELETE", "/api/edges/{name}", 1, api_edge_revoke},
     {NULL, NULL, 0, NULL},
 };
 
@@ -2465,6 +2762,19 @@ api_route_match(const char *pattern, struct gw_str path, uint64_t *id)
     const char *end = path.p + path.len;
 
     while (*pattern != '\0') {
+        if (strncmp(pattern, "{name}", 6) == 0) {
+            /* An edge id: 1..HUB_EDGE_ID_MAX of [A-Za-z0-9._-]. */
+            const char *seg = p;
+            while (p < end && *p != '/') {
+                if (!isalnum((unsigned char)*p) && *p != '-' && *p != '_' && *p != '.')
+                    return 0;
+                p++;
+            }
+            if (p == seg || (size_t)(p - seg) > HUB_EDGE_ID_MAX)
+                return 0;
+            pattern += 6;
+            continue;
+        }
         if (strncmp(pattern, "{id}", 4) == 0) {
             const char *seg = p;
             while (p < end && *p != '/')
@@ -2602,6 +2912,12 @@ api_closed_cb(void *arg)
     free(api);
     if (cb != NULL)
         cb(cb_arg);
+}
+
+void
+hub_admin_api_set_link(struct hub_admin_api *api, struct hub_link *link)
+{
+    api->link = link;
 }
 
 void

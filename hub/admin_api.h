@@ -33,6 +33,12 @@ gw_err hub_admin_api_new(uv_loop_t *loop, struct hub_store *store,
 gw_err hub_admin_api_listen(struct hub_admin_api *api, const char *host_port,
                             int *bound_port) GW_WARN_UNUSED;
 
+/* After every successful change (any non-GET request whose store call
+ * succeeded) the API calls hub_link_notify(link), so the link pushes Deltas
+ * to edges at once. link may be NULL (no pushes) and must outlive the API. */
+struct hub_link;
+void hub_admin_api_set_link(struct hub_admin_api *api, struct hub_link *link);
+
 /* Stops accepting and frees the API once every connection is closed and
  * every queued store call has answered; then calls closed_cb(arg) (may be
  * NULL) on the loop thread. The store must stay open until then. */

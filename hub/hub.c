@@ -24,6 +24,8 @@ struct hub {
     struct hub_link *link;
     struct hub_admin_api *api;
     int admin_port;
+    int link_port;
+    int push_port;
     enum hub_demo_state demo_state;
     char demo_key[HUB_KEY_MAX];
     void (*done_cb)(void *arg);
@@ -235,9 +237,10 @@ out:
 }
 
 gw_err
-hub_write_ports(const char *data_dir, int admin_port, int edge_port, struct gw_buf *err)
+hub_write_ports(const char *data_dir, int admin_port, int edge_port, int link_port, int push_port,
+                struct gw_buf *err)
 {
-    char path[4096], tmp[4200], body[96];
+    char path[4096], tmp[4200], body[160], ep[16], lp[16], pp[16];
     size_t done = 0, len;
     int fd, n;
     gw_err rv = GW_EIO;
@@ -248,10 +251,11 @@ hub_write_ports(const char *data_dir, int admin_port, int edge_port, struct gw_b
         return GW_EINVAL;
     }
     snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid());
-    if (edge_port >= 0)
-        n = snprintf(body, sizeof(body), "{\"admin\":%d,\"edge\":%d}\n", admin_port, edge_port);
-    else
-        n = snprintf(body, sizeof(body), "{\"admin\":%d,\"edge\":null}\n", admin_port);
+    snprintf(ep, sizeof(ep), edge_port >= 0 ? "%d" : "null", edge_port);
+    snprintf(lp, sizeof(lp), link_port >= 0 ? "%d" : "null", link_port);
+    snprintf(pp, sizeof(pp), push_port >= 0 ? "%d" : "null", push_port);
+    n = snprintf(body, sizeof(body), "{\"admin\":%d,\"edge\":%s,\"link\":%s,\"push\":%s}\n",
+                 admin_port, ep, lp, pp);
     len = (size_t)n;
     fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0) {
@@ -357,20 +361,55 @@ hub_new(const struct hub_config *cfg, uv_loop_t *loop, FILE *out, struct hub **o
         gw_buf_appendf(err, "edge link %s: %s", HUB_LINK_INPROC_URL, gw_strerror(rv));
         goto fail;
     }
-    if (cfg->link != NULL) {
-        rv = hub_link_listen(h->link, cfg->link);
+    h->link_port = -1;
+    h->push_port = -1;
+    if (cfg->link_cert != NULL) {
+        rv = hub_link_set_tls(h->link, cfg->link_cert, cfg->link_ca);
         if (rv != GW_OK) {
-            gw_buf_appendf(err, "edge link %s: %s", cfg->link, gw_strerror(rv));
+            gw_buf_appendf(err, "edge link TLS (link-cert %s, link-ca %s): %s", cfg->link_cert,
+                           cfg->link_ca, gw_strerror(rv));
             goto fail;
         }
+    }
+    rv = hub_link_push_listen(h->link, HUB_LINK_INPROC_PUSH_URL, NULL);
+    if (rv != GW_OK) {
+        gw_buf_appendf(err, "edge push %s: %s", HUB_LINK_INPROC_PUSH_URL, gw_strerror(rv));
+        goto fail;
+    }
+    if (cfg->link != NULL) {
+        uint16_t port = 0;
+
+        rv = hub_link_listen_port(h->link, cfg->link, &port);
+        if (rv != GW_OK) {
+            gw_buf_appendf(err, "edge link %s: %s%s", cfg->link, gw_strerror(rv),
+                           strncmp(cfg->link, "tcp://", 6) == 0
+                               ? " (plain tcp:// is only allowed on loopback addresses; use "
+                                 "tls+tcp:// with link-cert and link-ca)"
+                               : "");
+            goto fail;
+        }
+        h->link_port = port != 0 ? port : -1;
         gw_log(GW_LOG_INFO, "HUB-LINK", "edge link listening on %s", cfg->link);
     }
+    if (cfg->push != NULL) {
+        uint16_t port = 0;
+
+        rv = hub_link_push_listen(h->link, cfg->push, &port);
+        if (rv != GW_OK) {
+            gw_buf_appendf(err, "edge push %s: %s", cfg->push, gw_strerror(rv));
+            goto fail;
+        }
+        h->push_port = port != 0 ? port : -1;
+    }
+    if (cfg->push_advertise != NULL)
+        hub_link_set_push_advertise(h->link, cfg->push_advertise);
 
     rv = hub_admin_api_new(loop, h->store, h->master, cfg->jwt_ttl_s, &h->api);
     if (rv != GW_OK) {
         gw_buf_appendf(err, "admin API: %s", gw_strerror(rv));
         goto fail;
     }
+    hub_admin_api_set_link(h->api, h->link);
     rv = hub_admin_api_listen(h->api, cfg->listen, &h->admin_port);
     if (rv != GW_OK) {
         gw_buf_appendf(err, "admin API: cannot listen on %s: %s", cfg->listen, gw_strerror(rv));
@@ -396,6 +435,18 @@ int
 hub_admin_port(const struct hub *h)
 {
     return h->admin_port;
+}
+
+int
+hub_link_port(const struct hub *h)
+{
+    return h->link_port;
+}
+
+int
+hub_push_port(const struct hub *h)
+{
+    return h->push_port;
 }
 
 enum hub_demo_state

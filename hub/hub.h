@@ -51,15 +51,16 @@ gw_err hub_demo_setup(struct hub_store *st, const uint8_t master[HUB_MASTER_KEY_
                       const char *upstream, char key_out[HUB_KEY_MAX], enum hub_demo_state *state,
                       struct gw_buf *err) GW_WARN_UNUSED;
 
-/* Writes <data_dir>/ports.json {"admin":P,"edge":P} (edge null when
- * edge_port < 0) via a temporary file and rename, so a reader never sees a
- * partial file. Blocking. */
-gw_err hub_write_ports(const char *data_dir, int admin_port, int edge_port,
-                       struct gw_buf *err) GW_WARN_UNUSED;
+/* Writes <data_dir>/ports.json {"admin":P,"edge":P,"link":P,"push":P}
+ * (edge, link and push null when < 0) via a temporary file and rename, so a
+ * reader never sees a partial file. Blocking. */
+gw_err hub_write_ports(const char *data_dir, int admin_port, int edge_port, int link_port,
+                       int push_port, struct gw_buf *err) GW_WARN_UNUSED;
 
 /* Starts the hub on loop: data dir, master key, store, first admin (banner
  * to out), demo (when cfg->demo_upstream), link on inproc://aicarpool-link
- * and cfg->link, admin API on cfg->listen. Borrows cfg for the call only.
+ * and cfg->link (mutual TLS with cfg->link_cert / link_ca), pushes on
+ * inproc://aicarpool-push and cfg->push, admin API on cfg->listen. Borrows cfg for the call only.
  * On failure everything started is undone and a reason without secrets is
  * in err. Runs the blocking steps on the calling thread: call it before the
  * loop runs. */
@@ -68,6 +69,10 @@ gw_err hub_new(const struct hub_config *cfg, uv_loop_t *loop, FILE *out, struct 
 
 /* The admin API's bound port. */
 int hub_admin_port(const struct hub *h);
+/* The bound TCP ports of cfg->link and cfg->push; -1 when not listening on
+ * a TCP transport. */
+int hub_link_port(const struct hub *h);
+int hub_push_port(const struct hub *h);
 /* What the demo setup did, and the key when it was created now (NULL
  * otherwise). The key is wiped by hub_demo_key_wipe() or at close. */
 enum hub_demo_state hub_demo_state(const struct hub *h);

@@ -25,6 +25,19 @@ const struct gw_cfg_entry hub_config_table[] = {
     HUB_CFG_STR("link", NULL, 0, link,
                 "Extra NNG URL for remote edges (e.g. tls+tcp://0.0.0.0:7600); the in-process "
                 "edge always uses inproc://aicarpool-link."),
+    HUB_CFG_STR("link-cert", NULL, 0, link_cert,
+                "tls+tcp:// link and push: PEM file with the hub's certificate followed by its "
+                "private key (scripts/make-certs writes hub-bundle.pem)."),
+    HUB_CFG_STR("link-ca", NULL, 0, link_ca,
+                "tls+tcp:// link and push: PEM CA that edge client certificates must chain to "
+                "(mutual TLS; edges without a valid certificate are refused)."),
+    HUB_CFG_STR("push", NULL, 0, push,
+                "NNG URL of the PUB socket that pushes config changes to remote edges; unset = "
+                "the link URL with port + 1 (ipc:// links: the same path + \"-push\"). The in-process edge always uses "
+                "inproc://aicarpool-push."),
+    HUB_CFG_STR("push-advertise", NULL, 0, push_advertise,
+                "Push URL told to remote edges in the enrolment reply (e.g. tls+tcp://hub.example"
+                ":7601 when push listens on 0.0.0.0); unset = push as configured."),
     HUB_CFG_STR("edge-listen", NULL, 0, edge_listen,
                 "Run an in-process edge listening on HOST:PORT; unset = no in-process edge."),
     HUB_CFG_STR("edge-tls-cert", NULL, 0, edge_tls_cert,
@@ -82,6 +95,48 @@ config_empty(const char *s)
     return s == NULL || s[0] == '\0';
 }
 
+static void
+config_drop_empty(char **field)
+{
+    if (*field != NULL && (*field)[0] == '\0') {
+        free(*field);
+        *field = NULL;
+    }
+}
+
+char *
+hub_config_push_from_link(const char *url)
+{
+    const char *sep, *colon, *p;
+    struct gw_buf out = GW_BUF_INIT;
+    unsigned long port = 0;
+
+    if (url == NULL)
+        return NULL;
+    /* Path-named transports have no port: the push socket is the same name
+     * with "-push" appended. */
+    if (strncmp(url, "ipc://", 6) == 0 || strncmp(url, "inproc://", 9) == 0) {
+        if (strlen(url) <= 9)
+            return NULL;
+        gw_buf_appendf(&out, "%s-push", url);
+        return gw_buf_steal(&out, NULL);
+    }
+    sep = strstr(url, "://");
+    colon = strrchr(url, ':');
+    if (sep == NULL || colon == NULL || colon <= sep + 2 || colon[1] == '\0')
+        return NULL;
+    for (p = colon + 1; *p != '\0'; p++) {
+        if (*p < '0' || *p > '9' || port > 65535)
+            return NULL;
+        port = port * 10 + (unsigned long)(*p - '0');
+    }
+    if (port >= 65535)
+        return NULL;
+    gw_buf_append(&out, url, (size_t)(colon - url));
+    gw_buf_appendf(&out, ":%lu", port == 0 ? 0 : port + 1);
+    return gw_buf_steal(&out, NULL);
+}
+
 gw_err
 hub_config_resolve(struct hub_config *cfg, struct gw_buf *err)
 {
@@ -124,9 +179,27 @@ hub_config_resolve(struct hub_config *cfg, struct gw_buf *err)
         gw_buf_appendf(err, "edge-tls-cert and edge-tls-key: set both or neither\n");
         rv = GW_EINVAL;
     }
-    if (cfg->link != NULL && cfg->link[0] == '\0') {
-        free(cfg->link);
-        cfg->link = NULL;
+    config_drop_empty(&cfg->link);
+    config_drop_empty(&cfg->link_cert);
+    config_drop_empty(&cfg->link_ca);
+    config_drop_empty(&cfg->push);
+    config_drop_empty(&cfg->push_advertise);
+    if (cfg->link != NULL && cfg->push == NULL) {
+        cfg->push = hub_config_push_from_link(cfg->link);
+        if (cfg->push == NULL) {
+            gw_buf_appendf(err, "push: cannot derive it from link '%s' (no port); set push\n",
+                           cfg->link);
+            rv = GW_EINVAL;
+        }
+    }
+    if ((cfg->link_cert == NULL) != (cfg->link_ca == NULL)) {
+        gw_buf_appendf(err, "link-cert and link-ca: set both or neither\n");
+        rv = GW_EINVAL;
+    }
+    if (cfg->link_cert == NULL && ((cfg->link != NULL && strncmp(cfg->link, "tls+", 4) == 0) ||
+                                   (cfg->push != NULL && strncmp(cfg->push, "tls+", 4) == 0))) {
+        gw_buf_appendf(err, "link: tls+tcp:// needs link-cert and link-ca\n");
+        rv = GW_EINVAL;
     }
     if (cfg->demo_upstream != NULL && strncmp(cfg->demo_upstream, "http://", 7) != 0 &&
         strncmp(cfg->demo_upstream, "https://", 8) != 0) {

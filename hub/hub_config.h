@@ -19,6 +19,10 @@ struct hub_config {
     char *data;            /* data directory */
     char *db;              /* store DSN */
     char *link;            /* extra NNG URL for remote edges, NULL = none */
+    char *link_cert;       /* tls+tcp:// link: PEM with the hub's certificate and key */
+    char *link_ca;         /* tls+tcp:// link: PEM CA that edge client certificates chain to */
+    char *push;            /* PUB URL for remote edges; NULL = derived from link (port + 1) */
+    char *push_advertise;  /* push URL told to remote edges; NULL = push as configured */
     char *edge_listen;     /* in-process edge "HOST:PORT", NULL = no edge */
     char *edge_tls_cert;   /* in-process edge: PEM certificate chain, NULL = plain HTTP */
     char *edge_tls_key;    /* in-process edge: PEM private key */
@@ -35,11 +39,17 @@ struct hub_config {
 extern const struct gw_cfg_entry hub_config_table[];
 
 /* After gw_config_load(): replaces "<data>" in db and master-key-file with
- * the data directory and checks the values the table cannot check
- * (log-level name, non-empty listen, data and admin-user). Problems are
+ * the data directory, derives push from link (same URL, port + 1; port 0
+ * stays 0) when link is set and push is not, and checks the values the table
+ * cannot check (log-level name, non-empty listen, data and admin-user,
+ * link-cert and link-ca for a tls+tcp:// link or push). Problems are
  * appended to err, one per line; returns GW_EINVAL when there was any.
  * Strings stay owned by cfg. Any thread. */
 gw_err hub_config_resolve(struct hub_config *cfg, struct gw_buf *err) GW_WARN_UNUSED;
+
+/* The URL `url` with its port increased by one (port 0 stays 0), or NULL
+ * when url has no numeric port after "scheme://host:". Owned (free()). */
+char *hub_config_push_from_link(const char *url);
 
 /* Frees the strings of cfg (gw_config_free on the table). */
 void hub_config_fini(struct hub_config *cfg);

@@ -3,12 +3,15 @@
  * any number of URLs (inproc:// for the in-process edge, tcp:// or
  * tls+tcp:// for remote ones), served by a few worker threads that each
  * decode a request, run it against the store and send the reply. Requests:
- * Hello, FetchSnapshot, UsageBatch (see proto/carpool.proto). */
+ * Hello (with enrolment for remote edges), FetchSnapshot, FetchDeltas,
+ * UsageBatch, Heartbeat (see proto/carpool.proto). A PUB socket pushes
+ * Deltas after every config change. */
 #ifndef HUB_LINK_H
 #define HUB_LINK_H
 
 #include <stdint.h>
 
+#include "gw_buf.h"
 #include "gw_crypto.h"
 #include "gw_err.h"
 #include "store.h"
@@ -25,6 +28,19 @@
 #define HUB_LINK_PRICE_RELOAD_BATCHES 64
 /* The URL of the in-process edge link in centralised and hybrid modes. */
 #define HUB_LINK_INPROC_URL "inproc://aicarpool-link"
+/* The PUB socket the in-process edge subscribes to. */
+#define HUB_LINK_INPROC_PUSH_URL "inproc://aicarpool-push"
+/* Associated data of a sealed edge enrolment secret. */
+#define HUB_LINK_EDGE_SECRET_AAD "edge-secret"
+/* Most changes in one Deltas (FetchDeltas reply or push); more and the edge
+ * is told to fetch a snapshot. */
+#define HUB_LINK_DELTAS_MAX 10000
+/* PUB send buffer (messages): a slow subscriber loses pushes beyond it and
+ * catches up with FetchDeltas on the next gap. */
+#define HUB_LINK_PUSH_SENDBUF 1024
+/* The publisher also checks the config version this often, so changes made
+ * without hub_link_notify (account events) are pushed too. */
+#define HUB_LINK_PUSH_POLL_MS 1000
 
 struct hub_link;
 
@@ -39,9 +55,14 @@ gw_err hub_link_new(struct hub_store *store, const uint8_t master_key[GW_AES_KEY
                     struct hub_link **out) GW_WARN_UNUSED;
 
 /* Starts listening on url; may be called several times with different URLs
- * ("inproc://aicarpool-link", "tcp://127.0.0.1:0", ...). Errors from NNG
- * (GW_EINVAL for a bad URL, an address in use, ...) are logged with the URL
- * and mapped by gw_err_from_nng. Any thread. */
+ * ("inproc://aicarpool-link", "tcp://127.0.0.1:0", ...). Pipes from an
+ * inproc:// listener are trusted (the in-process edge); every other pipe must
+ * enrol (Hello with an HMAC proof over a hub nonce, see carpool.proto) before
+ * anything else is answered. tcp:// is refused (GW_EINVAL) unless the host
+ * is a loopback address (127.x.x.x, ::1, localhost); tls+tcp:// needs
+ * hub_link_set_tls() first (GW_EINVAL otherwise). Errors from NNG (GW_EINVAL
+ * for a bad URL, an address in use, ...) are logged with the URL and mapped
+ * by gw_err_from_nng. Any thread. */
 gw_err hub_link_listen(struct hub_link *link, const char *url) GW_WARN_UNUSED;
 
 /* hub_link_listen() that also reports the TCP port actually bound (useful
@@ -49,6 +70,42 @@ gw_err hub_link_listen(struct hub_link *link, const char *url) GW_WARN_UNUSED;
  * port_out may be NULL. */
 gw_err hub_link_listen_port(struct hub_link *link, const char *url,
                             uint16_t *port_out) GW_WARN_UNUSED;
+
+/* Mutual TLS for tls+tcp:// listeners (link and push): cert_key_file holds
+ * the hub's certificate followed by its key (PEM), ca_file the CA that edge
+ * client certificates must chain to (required). Call before listening.
+ * Errors: GW_EINVAL (NULL argument, called twice), NNG failures (unreadable
+ * or invalid files) logged with the path. Any thread. */
+gw_err hub_link_set_tls(struct hub_link *link, const char *cert_key_file,
+                        const char *ca_file) GW_WARN_UNUSED;
+
+/* Opens the PUB socket on first use (NNG_OPT_SENDBUF HUB_LINK_PUSH_SENDBUF)
+ * and listens on url with the same transport rules as hub_link_listen; the
+ * publisher thread starts with the first push listener. After every config
+ * change it publishes one Envelope{Deltas} from the last published version to
+ * the current one (snapshot_required when more than HUB_LINK_DELTAS_MAX
+ * changes). *port_out as in hub_link_listen_port (may be NULL). The URL
+ * becomes the push_url of HelloReply: inproc:// ones for trusted pipes,
+ * others for remote edges (with the bound port when url asked for port 0),
+ * unless hub_link_set_push_advertise() overrides it. Any thread. */
+gw_err hub_link_push_listen(struct hub_link *link, const char *url,
+                            uint16_t *port_out) GW_WARN_UNUSED;
+
+/* The push URL told to remote edges (e.g. the public name when the hub
+ * listens on 0.0.0.0). Copied. Any thread. */
+void hub_link_set_push_advertise(struct hub_link *link, const char *url);
+
+/* Wakes the publisher: call after a successful config change. Cheap and
+ * non-blocking; NULL is a no-op. Any thread. */
+void hub_link_notify(struct hub_link *link);
+
+/* Seals / opens an edge enrolment secret with the master key (AES-256-GCM,
+ * aad HUB_LINK_EDGE_SECRET_AAD), appending to out. Open gives GW_EAUTH for
+ * altered bytes or another key. Any thread. */
+gw_err hub_link_seal_edge_secret(const uint8_t master[GW_AES_KEY_LEN], const void *secret,
+                                 size_t len, struct gw_buf *out) GW_WARN_UNUSED;
+gw_err hub_link_open_edge_secret(const uint8_t master[GW_AES_KEY_LEN], const void *sealed,
+                                 size_t len, struct gw_buf *out) GW_WARN_UNUSED;
 
 /* Stops the workers (a request being handled is finished but may get no
  * reply; REQ peers resend it later, which is safe because every request is

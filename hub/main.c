@@ -207,6 +207,8 @@ main(int argc, char **argv)
         main_replace(&ecfg.listen, cfg.edge_listen);
         main_replace(&ecfg.hub, HUB_LINK_INPROC_URL);
         main_replace(&ecfg.edge_id, "local");
+        snprintf(path, sizeof(path), "%s/edge-local", cfg.data); /* usage journal */
+        main_replace(&ecfg.data, path);
         main_replace(&ecfg.log_level, cfg.log_level);
         main_replace(&ecfg.tls_cert, cfg.edge_tls_cert);
         main_replace(&ecfg.tls_key, cfg.edge_tls_key);
@@ -248,7 +250,8 @@ main(int argc, char **argv)
     fflush(stdout);
 
     err.len = 0;
-    rv = hub_write_ports(cfg.data, hub_admin_port(m.hub), edge_port, &err);
+    rv = hub_write_ports(cfg.data, hub_admin_port(m.hub), edge_port, hub_link_port(m.hub),
+                         hub_push_port(m.hub), &err);
     if (rv != GW_OK)
         gw_log(GW_LOG_WARN, "HUB-PORTS", "cannot write ports.json: %s", err.data);
 

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "gw_json.h"
 
@@ -816,4 +817,489 @@ hub_store_usage_list(struct hub_store *st, const struct hub_usage_filter *f,
         *n_rows = 0;
     }
     return rv;
+}
+
+/* ---------------------------------------------------------------- replication */
+
+/* What one change-log row names, for merging: a class and one or two ids. */
+enum store_class {
+    STORE_C_KEY,
+    STORE_C_GROUP,
+    STORE_C_ACCOUNT,
+    STORE_C_POOL,
+    STORE_C_BINDING,
+};
+
+struct store_ref {
+    enum store_class cls;
+    uint64_t a, b; /* id, or (group_id, account_id) for bindings */
+    uint64_t version;
+};
+
+static int
+store_ref_from_row(const struct hub_change_ref *r, struct store_ref *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->version = r->version;
+    if (strcmp(r->entity, "key") == 0) {
+        out->cls = STORE_C_KEY;
+        out->a = r->entity_id;
+    } else if (strcmp(r->entity, "group") == 0) {
+        out->cls = STORE_C_GROUP;
+        out->a = r->entity_id;
+    } else if (strcmp(r->entity, "account") == 0) {
+        out->cls = STORE_C_ACCOUNT;
+        out->a = r->entity_id;
+    } else if (strcmp(r->entity, "pool") == 0) {
+        out->cls = STORE_C_POOL;
+        out->a = r->entity_id;
+    } else if (strcmp(r->entity, "pool_account") == 0) {
+        /* A membership row names its pool: the pool's member list changed. */
+        if (r->pool_id == 0)
+            return 0;
+        out->cls = STORE_C_POOL;
+        out->a = r->pool_id;
+    } else if (strcmp(r->entity, "binding") == 0) {
+        if (r->group_id == 0 || r->account_id == 0)
+            return 0;
+        out->cls = STORE_C_BINDING;
+        out->a = r->group_id;
+        out->b = r->account_id;
+    } else {
+        return 0;
+    }
+    return 1;
+}
+
+static int
+store_ref_cmp_entity(const void *x, const void *y)
+{
+    const struct store_ref *a = x, *b = y;
+
+    if (a->cls != b->cls)
+        return a->cls < b->cls ? -1 : 1;
+    if (a->a != b->a)
+        return a->a < b->a ? -1 : 1;
+    if (a->b != b->b)
+        return a->b < b->b ? -1 : 1;
+    if (a->version != b->version)
+        return a->version < b->version ? -1 : 1;
+    return 0;
+}
+
+static int
+store_ref_cmp_version(const void *x, const void *y)
+{
+    const struct store_ref *a = x, *b = y;
+
+    if (a->version != b->version)
+        return a->version < b->version ? -1 : 1;
+    return 0;
+}
+
+/* Binary search over an array sorted by a leading uint64_t id. */
+static void *
+store_find_id(void *base, size_t n, size_t size, uint64_t id)
+{
+    size_t lo = 0, hi = n;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        uint64_t got = *(const uint64_t *)(const void *)((char *)base + mid * size);
+        if (got == id)
+            return (char *)base + mid * size;
+        if (got < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
+/* Moves one entity's current state out of snap into c (the snapshot keeps
+ * an emptied husk that snapshot_fini frees harmlessly). */
+static void
+store_materialise(const struct store_ref *r, struct gw_wire_snapshot *snap,
+                  struct gw_wire_change *c)
+{
+    memset(c, 0, sizeof(*c));
+    c->version = r->version;
+    switch (r->cls) {
+    case STORE_C_KEY: {
+        struct gw_wire_key *k = store_find_id(snap->keys, snap->n_keys, sizeof(*k), r->a);
+        if (k == NULL) {
+            c->kind = GW_CHANGE_KEY_REMOVED;
+            c->u.removed_id = r->a;
+            return;
+        }
+        c->kind = GW_CHANGE_KEY;
+        c->u.key = *k;
+        k->allowed_models = NULL;
+        k->n_allowed_models = 0;
+        return;
+    }
+    case STORE_C_GROUP: {
+        struct gw_wire_group *g = store_find_id(snap->groups, snap->n_groups, sizeof(*g), r->a);
+        if (g == NULL) {
+            c->kind = GW_CHANGE_GROUP_REMOVED;
+            c->u.removed_id = r->a;
+            return;
+        }
+        c->kind = GW_CHANGE_GROUP;
+        c->u.group = *g;
+        g->name = NULL;
+        g->mode = NULL;
+        return;
+    }
+    case STORE_C_ACCOUNT: {
+        struct gw_wire_account *a =
+            store_find_id(snap->accounts, snap->n_accounts, sizeof(*a), r->a);
+        if (a == NULL) {
+            c->kind = GW_CHANGE_ACCOUNT_REMOVED;
+            c->u.removed_id = r->a;
+            return;
+        }
+        c->kind = GW_CHANGE_ACCOUNT;
+        c->u.account = *a;
+        memset(a, 0, sizeof(*a));
+        return;
+    }
+    case STORE_C_POOL: {
+        struct gw_wire_pool *p = store_find_id(snap->pools, snap->n_pools, sizeof(*p), r->a);
+        if (p == NULL) {
+            c->kind = GW_CHANGE_POOL_REMOVED;
+            c->u.removed_id = r->a;
+            return;
+        }
+        c->kind = GW_CHANGE_POOL;
+        c->u.pool = *p;
+        memset(p, 0, sizeof(*p));
+        return;
+    }
+    case STORE_C_BINDING:
+        c->kind = GW_CHANGE_BINDING_REMOVED;
+        for (size_t i = 0; i < snap->n_bindings; i++) {
+            if (snap->bindings[i].group_id == r->a && snap->bindings[i].account_id == r->b) {
+                c->kind = GW_CHANGE_BINDING;
+                break;
+            }
+        }
+        c->u.binding.group_id = r->a;
+        c->u.binding.account_id = r->b;
+        return;
+    }
+}
+
+/* Under st->mu. */
+static gw_err
+store_changes_locked(struct hub_store *st, uint64_t from, size_t max_changes,
+                     struct gw_wire_deltas *out)
+{
+    struct hub_change_ref *rows = NULL;
+    struct store_ref *refs = NULL;
+    struct gw_wire_snapshot snap;
+    size_t n_rows = 0, n_refs = 0, i;
+    uint64_t current = 0, oldest = 0;
+    gw_err rv;
+
+    memset(&snap, 0, sizeof(snap));
+    rv = st->ops->config_version(st->priv, &current);
+    if (rv != GW_OK)
+        return rv;
+    out->from_version = from;
+    out->to_version = current;
+    if (from == current)
+        return GW_OK;
+    if (from > current) {
+        out->snapshot_required = 1;
+        return GW_OK;
+    }
+    rv = st->ops->change_log_since(st->priv, from, max_changes + 1, &rows, &n_rows, &oldest);
+    if (rv != GW_OK)
+        return rv;
+    /* Every version from from+1 to current must still be in the log. */
+    if (n_rows > max_changes || oldest == 0 || oldest > from + 1 || n_rows == 0 ||
+        rows[0].version != from + 1) {
+        out->snapshot_required = 1;
+        goto out;
+    }
+    refs = gw_xcalloc(n_rows, sizeof(*refs));
+    for (i = 0; i < n_rows; i++) {
+        if (store_ref_from_row(&rows[i], &refs[n_refs]))
+            n_refs++;
+    }
+    /* Merge: keep the newest entry of each entity. */
+    qsort(refs, n_refs, sizeof(*refs), store_ref_cmp_entity);
+    {
+        size_t w = 0;
+        for (i = 0; i < n_refs; i++) {
+            if (i + 1 < n_refs && refs[i + 1].cls == refs[i].cls && refs[i + 1].a == refs[i].a &&
+                refs[i + 1].b == refs[i].b)
+                continue;
+            refs[w++] = refs[i];
+        }
+        n_refs = w;
+    }
+    qsort(refs, n_refs, sizeof(*refs), store_ref_cmp_version);
+    if (n_refs == 0)
+        goto out;
+    rv = st->ops->snapshot_load(st->priv, &snap);
+    if (rv != GW_OK)
+        goto out;
+    out->changes = gw_xcalloc(n_refs, sizeof(*out->changes));
+    for (i = 0; i < n_refs; i++)
+        store_materialise(&refs[i], &snap, &out->changes[i]);
+    out->n_changes = n_refs;
+out:
+    hub_store_snapshot_fini(&snap);
+    free(refs);
+    free(rows);
+    return rv;
+}
+
+gw_err
+hub_store_changes_since(struct hub_store *st, uint64_t from_version, size_t max_changes,
+                        struct gw_wire_deltas *out)
+{
+    gw_err rv;
+
+    if (out != NULL)
+        memset(out, 0, sizeof(*out));
+    if (st == NULL || out == NULL || max_changes == 0 || max_changes > GW_WIRE_CHANGES_MAX)
+        return GW_EINVAL;
+    pthread_mutex_lock(&st->mu);
+    rv = store_changes_locked(st, from_version, max_changes, out);
+    pthread_mutex_unlock(&st->mu);
+    if (rv != GW_OK)
+        hub_store_deltas_fini(out);
+    return rv;
+}
+
+void
+hub_store_deltas_fini(struct gw_wire_deltas *d)
+{
+    struct gw_msg m;
+
+    if (d == NULL)
+        return;
+    memset(&m, 0, sizeof(m));
+    m.type = GW_MSG_DELTAS;
+    m.u.deltas = *d;
+    gw_msg_fini(&m);
+    memset(d, 0, sizeof(*d));
+}
+
+gw_err
+hub_store_change_log_prune(struct hub_store *st, uint64_t keep)
+{
+    uint64_t current = 0;
+    gw_err rv;
+
+    if (st == NULL || keep == 0)
+        return GW_EINVAL;
+    pthread_mutex_lock(&st->mu);
+    rv = st->ops->config_version(st->priv, &current);
+    if (rv == GW_OK && current > keep)
+        rv = st->ops->change_log_prune(st->priv, current - keep + 1);
+    pthread_mutex_unlock(&st->mu);
+    return rv;
+}
+
+/* ---------------------------------------------------------------- edges */
+
+int
+hub_store_edge_id_ok(const char *id)
+{
+    size_t n;
+
+    if (id == NULL)
+        return 0;
+    for (n = 0; id[n] != '\0'; n++) {
+        if (n >= HUB_EDGE_ID_MAX || id[n] <= 0x20 || id[n] >= 0x7f)
+            return 0;
+    }
+    return n > 0;
+}
+
+gw_err
+hub_store_edge_create(struct hub_store *st, const struct hub_edge *e)
+{
+    if (st == NULL || e == NULL || !hub_store_edge_id_ok(e->id) ||
+        memchr(e->name, '\0', sizeof(e->name)) == NULL ||
+        memchr(e->region, '\0', sizeof(e->region)) == NULL)
+        return GW_EINVAL;
+    if (!e->trusted && (e->secret_sealed == NULL || e->secret_sealed_len == 0 ||
+                        e->secret_sealed_len > HUB_STORE_CREDENTIAL_MAX))
+        return GW_EINVAL;
+    STORE_CALL(st, edge_create, e);
+}
+
+gw_err
+hub_store_edge_get(struct hub_store *st, const char *id, struct hub_edge *out)
+{
+    gw_err rv;
+
+    if (out != NULL)
+        memset(out, 0, sizeof(*out));
+    if (st == NULL || out == NULL || !hub_store_edge_id_ok(id))
+        return id != NULL && st != NULL && out != NULL ? GW_ENOTFOUND : GW_EINVAL;
+    pthread_mutex_lock(&st->mu);
+    rv = st->ops->edge_get(st->priv, id, out);
+    pthread_mutex_unlock(&st->mu);
+    if (rv != GW_OK)
+        hub_edge_fini(out);
+    return rv;
+}
+
+gw_err
+hub_store_edge_list(struct hub_store *st, struct hub_edge **out, size_t *n_out)
+{
+    if (out != NULL)
+        *out = NULL;
+    if (n_out != NULL)
+        *n_out = 0;
+    if (st == NULL || out == NULL || n_out == NULL)
+        return GW_EINVAL;
+    STORE_CALL(st, edge_list, out, n_out);
+}
+
+/* Read, change, write under one lock hold: the store serialises every call,
+ * so nothing else changes the row in between. */
+static gw_err
+store_edge_modify(struct hub_store *st, const char *id,
+                  gw_err (*fn)(struct hub_edge *e, const void *arg), const void *arg)
+{
+    struct hub_edge e;
+    gw_err rv;
+
+    memset(&e, 0, sizeof(e));
+    if (st == NULL)
+        return GW_EINVAL;
+    if (!hub_store_edge_id_ok(id))
+        return GW_ENOTFOUND;
+    pthread_mutex_lock(&st->mu);
+    rv = st->ops->edge_get(st->priv, id, &e);
+    if (rv == GW_OK)
+        rv = fn(&e, arg);
+    if (rv == GW_OK)
+        rv = st->ops->edge_save(st->priv, &e);
+    pthread_mutex_unlock(&st->mu);
+    hub_edge_fini(&e);
+    return rv;
+}
+
+static int64_t
+store_unix_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec;
+}
+
+static gw_err
+store_edge_do_revoke(struct hub_edge *e, const void *arg)
+{
+    (void)arg;
+    if (e->revoked_at != 0)
+        return GW_ENOTFOUND;
+    e->revoked_at = store_unix_now();
+    if (e->revoked_at == 0)
+        e->revoked_at = 1;
+    return GW_OK;
+}
+
+gw_err
+hub_store_edge_revoke(struct hub_store *st, const char *id)
+{
+    return store_edge_modify(st, id, store_edge_do_revoke, NULL);
+}
+
+struct store_hb_arg {
+    const struct gw_wire_heartbeat *hb;
+    int64_t now_ms;
+};
+
+static void
+store_copy_field(char *dst, size_t size, const char *src)
+{
+    size_t n = 0;
+
+    if (src == NULL)
+        return;
+    /* Peer text: printable ASCII only. */
+    for (; src[n] != '\0' && n + 1 < size; n++)
+        dst[n] = (src[n] >= 0x20 && src[n] < 0x7f) ? src[n] : '?';
+    dst[n] = '\0';
+}
+
+static gw_err
+store_edge_do_heartbeat(struct hub_edge *e, const void *arg)
+{
+    const struct store_hb_arg *a = arg;
+    const struct gw_wire_heartbeat *hb = a->hb;
+
+    if (e->heartbeat_ms != 0) {
+        e->prev_requests_total = e->requests_total;
+        e->prev_errors_total = e->errors_total;
+        e->prev_heartbeat_ms = e->heartbeat_ms;
+    }
+    e->requests_total = hb->requests_total;
+    e->errors_total = hb->errors_total;
+    e->usage_pending = hb->usage_pending;
+    e->uptime_s = hb->uptime_s;
+    e->snapshot_version = hb->snapshot_version;
+    store_copy_field(e->snapshot_source, sizeof(e->snapshot_source),
+                     hb->snapshot_source != NULL ? hb->snapshot_source : "hub");
+    if (hb->region != NULL && hb->region[0] != '\0' && e->region[0] == '\0')
+        store_copy_field(e->region, sizeof(e->region), hb->region);
+    store_copy_field(e->version, sizeof(e->version), hb->version);
+    e->last_seen_ms = a->now_ms;
+    e->heartbeat_ms = a->now_ms;
+    return GW_OK;
+}
+
+gw_err
+hub_store_edge_heartbeat(struct hub_store *st, const char *id, const struct gw_wire_heartbeat *hb,
+                         int64_t now_ms)
+{
+    struct store_hb_arg a = {hb, now_ms};
+
+    if (hb == NULL)
+        return GW_EINVAL;
+    return store_edge_modify(st, id, store_edge_do_heartbeat, &a);
+}
+
+static gw_err
+store_edge_do_touch(struct hub_edge *e, const void *arg)
+{
+    /* A Hello: seen now; the heartbeat history stays as it is. */
+    e->last_seen_ms = *(const int64_t *)arg;
+    return GW_OK;
+}
+
+gw_err
+hub_store_edge_touch(struct hub_store *st, const char *id, int64_t now_ms)
+{
+    return store_edge_modify(st, id, store_edge_do_touch, &now_ms);
+}
+
+void
+hub_edge_fini(struct hub_edge *e)
+{
+    if (e == NULL)
+        return;
+    if (e->secret_sealed != NULL)
+        explicit_bzero(e->secret_sealed, e->secret_sealed_len);
+    free(e->secret_sealed);
+    memset(e, 0, sizeof(*e));
+}
+
+void
+hub_edges_free(struct hub_edge *e, size_t n)
+{
+    if (e == NULL)
+        return;
+    for (size_t i = 0; i < n; i++)
+        hub_edge_fini(&e[i]);
+    free(e);
 }

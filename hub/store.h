@@ -203,8 +203,8 @@ struct hub_price {
 };
 
 struct hub_usage_filter {
-    uint64_t key_id;  /* 0 = any */
-    uint32_t limit;   /* 1..1000 */
+    uint64_t key_id; /* 0 = any */
+    uint32_t limit;  /* 1..1000 */
     uint32_t offset;
 };
 
@@ -214,6 +214,49 @@ struct hub_usage_row {
     char edge_id[64];
     int64_t cost_micros; /* -1 when the model has no price (flagged, not zero) */
 };
+
+/* Edge registry. The id is public (it names the edge in usage rows and
+ * logs); the enrolment secret is stored sealed with the master key
+ * (aad "edge-secret"). The heartbeat fields hold the latest report and the
+ * one before it, from which the admin API computes rates. */
+#define HUB_EDGE_ID_MAX 63
+struct hub_edge {
+    char id[HUB_EDGE_ID_MAX + 1];
+    char name[128];
+    char region[64];
+    uint8_t *secret_sealed; /* owned (hub_edge_fini); NULL for trusted edges */
+    size_t secret_sealed_len;
+    int trusted;          /* the in-process edge: no secret, never enrolled */
+    int64_t created_at;   /* unix seconds */
+    int64_t revoked_at;   /* unix seconds, 0 = active */
+    int64_t last_seen_ms; /* unix ms of the latest heartbeat or hello, 0 = never */
+    int64_t heartbeat_ms; /* unix ms of the latest heartbeat, 0 = none */
+    char version[64];
+    uint64_t snapshot_version;
+    char snapshot_source[16]; /* "hub", "disk" or "" */
+    uint64_t requests_total;
+    uint64_t errors_total;
+    uint64_t usage_pending;
+    int64_t uptime_s;
+    uint64_t prev_requests_total; /* the heartbeat before the latest one */
+    uint64_t prev_errors_total;
+    int64_t prev_heartbeat_ms; /* 0 = no previous heartbeat */
+};
+
+/* One change-log row as the backends return it. For entity "binding" the
+ * pair is resolved from the bindings row, for "pool_account" the pool. */
+struct hub_change_ref {
+    uint64_t version;
+    char entity[16]; /* "group", "account", "binding", "pool", "pool_account", "key" */
+    uint64_t entity_id;
+    uint64_t group_id;   /* binding only */
+    uint64_t account_id; /* binding only */
+    uint64_t pool_id;    /* pool_account only */
+};
+
+/* The change log keeps at least this many newest rows (older ones are
+ * pruned; an edge further behind gets snapshot_required). */
+#define HUB_STORE_CHANGE_LOG_KEEP 100000
 
 /* Backend table. priv is a zeroed block of priv_size bytes owned by the
  * store. Every slot may block; none is called concurrently for one store. */
@@ -297,13 +340,31 @@ struct hub_store_ops {
      * extends the account's cooldown_until_ms to time_ms + retry_after_ms.
      * Either change bumps the config version. Events naming unknown accounts
      * are ignored. */
-    gw_err (*usage_apply)(void *priv, const struct gw_wire_usage_batch *batch,
-                          const int64_t *costs, int *duplicate);
+    gw_err (*usage_apply)(void *priv, const struct gw_wire_usage_batch *batch, const int64_t *costs,
+                          int *duplicate);
     /* 0 when the edge never sent a batch. */
     gw_err (*edge_last_seq)(void *priv, const char *edge_id, uint64_t *out);
     /* Newest first. *rows is owned by the caller (free()). */
     gw_err (*usage_list)(void *priv, const struct hub_usage_filter *f, struct hub_usage_row **rows,
                          size_t *n_rows);
+
+    /* Change-log rows with version > from, oldest first, at most limit;
+     * *rows owned by the caller (free()). *oldest: the smallest retained
+     * version (0 when the log is empty). */
+    gw_err (*change_log_since)(void *priv, uint64_t from, size_t limit,
+                               struct hub_change_ref **rows, size_t *n_rows, uint64_t *oldest);
+    /* Deletes the rows with version < below. */
+    gw_err (*change_log_prune)(void *priv, uint64_t below);
+
+    /* GW_EEXIST when the id is taken. Copies every field of *e. */
+    gw_err (*edge_create)(void *priv, const struct hub_edge *e);
+    /* GW_ENOTFOUND when absent; *out owns its sealed secret. */
+    gw_err (*edge_get)(void *priv, const char *id, struct hub_edge *out);
+    /* Ordered by created_at, id (hub_edges_free). */
+    gw_err (*edge_list)(void *priv, struct hub_edge **out, size_t *n_out);
+    /* Writes every mutable field (all but id, secret, trusted, created_at);
+     * GW_ENOTFOUND when absent. */
+    gw_err (*edge_save)(void *priv, const struct hub_edge *e);
 };
 
 /* Opens the store named by dsn ("sqlite:PATH", "sqlite::memory:",
@@ -384,6 +445,43 @@ gw_err hub_store_edge_last_seq(struct hub_store *st, const char *edge_id,
                                uint64_t *out) GW_WARN_UNUSED;
 gw_err hub_store_usage_list(struct hub_store *st, const struct hub_usage_filter *f,
                             struct hub_usage_row **rows, size_t *n_rows) GW_WARN_UNUSED;
+
+/* The changes after from_version, each entity materialised as its current
+ * state (or its removal), several changes of one entity merged into the
+ * latest; out->to_version is the current config version. When from_version
+ * is older than the retained change log, newer than the current version, or
+ * more than max_changes entries follow it, out->snapshot_required is set and
+ * there are no changes. Account credentials come out sealed, as stored.
+ * Release with hub_store_deltas_fini. Errors: GW_EINVAL, GW_ESTORE. */
+gw_err hub_store_changes_since(struct hub_store *st, uint64_t from_version, size_t max_changes,
+                               struct gw_wire_deltas *out) GW_WARN_UNUSED;
+void hub_store_deltas_fini(struct gw_wire_deltas *d);
+/* Keeps the newest `keep` change-log rows (at least 1) and deletes older
+ * ones. */
+gw_err hub_store_change_log_prune(struct hub_store *st, uint64_t keep) GW_WARN_UNUSED;
+
+/* Edge registry wrappers (contracts of the slots above). create checks the
+ * id (1..HUB_EDGE_ID_MAX printable, non-space ASCII) and that a non-trusted
+ * edge has a secret (GW_EINVAL). */
+gw_err hub_store_edge_create(struct hub_store *st, const struct hub_edge *e) GW_WARN_UNUSED;
+gw_err hub_store_edge_get(struct hub_store *st, const char *id,
+                          struct hub_edge *out) GW_WARN_UNUSED;
+gw_err hub_store_edge_list(struct hub_store *st, struct hub_edge **out,
+                           size_t *n_out) GW_WARN_UNUSED;
+/* Marks the edge revoked at now (unix seconds). GW_ENOTFOUND when absent or
+ * already revoked. */
+gw_err hub_store_edge_revoke(struct hub_store *st, const char *id) GW_WARN_UNUSED;
+/* Records a heartbeat at now_ms (unix ms): the latest stats move to prev_*,
+ * hb's become the latest, last_seen_ms = now_ms; region and version are
+ * taken from hb when set. GW_ENOTFOUND for an unknown edge. */
+gw_err hub_store_edge_heartbeat(struct hub_store *st, const char *id,
+                                const struct gw_wire_heartbeat *hb, int64_t now_ms) GW_WARN_UNUSED;
+/* Sets last_seen_ms (a Hello). GW_ENOTFOUND for an unknown edge. */
+gw_err hub_store_edge_touch(struct hub_store *st, const char *id, int64_t now_ms) GW_WARN_UNUSED;
+void hub_edge_fini(struct hub_edge *e);
+void hub_edges_free(struct hub_edge *e, size_t n);
+/* 1 when id is a well-formed edge id. */
+int hub_store_edge_id_ok(const char *id);
 
 /* For the backends (both keep model lists as JSON arrays of strings in a
  * text column). to_json appends the array; from_json parses one, NULL or ""

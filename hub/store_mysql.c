@@ -82,6 +82,13 @@ enum my_stmt {
     MY_EDGE_SEQ_SET,
     MY_USAGE_LIST_ALL,
     MY_USAGE_LIST_KEY,
+    MY_CHANGES_SINCE,
+    MY_CHANGES_OLDEST,
+    MY_CHANGES_PRUNE,
+    MY_EDGE_CREATE,
+    MY_EDGE_GET,
+    MY_EDGE_LIST,
+    MY_EDGE_SAVE,
     MY_STMT_COUNT
 };
 
@@ -97,6 +104,11 @@ enum my_stmt {
 #define MY_KEY_COLS                                                                                \
     "id, group_id, name, prefix, enabled, expires_at, created_at, rpm_limit, tpm_limit, "          \
     "concurrency_limit, allowed_models"
+
+#define MY_EDGE_COLS                                                                               \
+    "id, name, region, secret, trusted, created_at, revoked_at, last_seen_ms, heartbeat_ms, "      \
+    "version, snapshot_version, snapshot_source, requests_total, errors_total, usage_pending, "    \
+    "uptime_s, prev_requests_total, prev_errors_total, prev_heartbeat_ms"
 
 /* `groups` is a reserved word in MySQL 8, so it is always quoted. */
 static const char *const my_sql[MY_STMT_COUNT] = {
@@ -193,6 +205,23 @@ static const char *const my_sql[MY_STMT_COUNT] = {
                           "ORDER BY time_ms DESC, id DESC LIMIT ? OFFSET ?",
     [MY_USAGE_LIST_KEY] = "SELECT id, " MY_USAGE_COLS " FROM usage_log WHERE key_id = ? "
                           "ORDER BY time_ms DESC, id DESC LIMIT ? OFFSET ?",
+    [MY_CHANGES_SINCE] = "SELECT c.version, c.entity, c.entity_id, COALESCE(b.group_id, 0), "
+                         "COALESCE(b.account_id, 0), COALESCE(pa.pool_id, 0) FROM change_log c "
+                         "LEFT JOIN bindings b ON c.entity = 'binding' AND b.id = c.entity_id "
+                         "LEFT JOIN pool_accounts pa ON c.entity = 'pool_account' "
+                         "AND pa.id = c.entity_id WHERE c.version > ? ORDER BY c.version "
+                         "LIMIT ?",
+    [MY_CHANGES_OLDEST] = "SELECT COALESCE(MIN(version), 0) FROM change_log",
+    [MY_CHANGES_PRUNE] = "DELETE FROM change_log WHERE version < ?",
+    [MY_EDGE_CREATE] = "INSERT INTO edges (" MY_EDGE_COLS ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, "
+                       "?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    [MY_EDGE_GET] = "SELECT " MY_EDGE_COLS " FROM edges WHERE id = ?",
+    [MY_EDGE_LIST] = "SELECT " MY_EDGE_COLS " FROM edges ORDER BY created_at, id",
+    [MY_EDGE_SAVE] = "UPDATE edges SET name = ?, region = ?, revoked_at = ?, last_seen_ms = ?, "
+                     "heartbeat_ms = ?, version = ?, snapshot_version = ?, snapshot_source = ?, "
+                     "requests_total = ?, errors_total = ?, usage_pending = ?, uptime_s = ?, "
+                     "prev_requests_total = ?, prev_errors_total = ?, prev_heartbeat_ms = ? "
+                     "WHERE id = ?",
 };
 
 #define MY_TABLE_OPTS " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
@@ -353,10 +382,36 @@ static const char *const my_migration_3[] = {
     NULL,
 };
 
+/* Distributed mode: the edge registry. */
+static const char *const my_migration_4[] = {
+    "CREATE TABLE IF NOT EXISTS edges ("
+    "  id VARCHAR(63) NOT NULL PRIMARY KEY,"
+    "  name VARCHAR(127) NOT NULL DEFAULT '',"
+    "  region VARCHAR(63) NOT NULL DEFAULT '',"
+    "  secret BLOB NULL,"
+    "  trusted TINYINT NOT NULL DEFAULT 0,"
+    "  created_at BIGINT NOT NULL,"
+    "  revoked_at BIGINT NOT NULL DEFAULT 0,"
+    "  last_seen_ms BIGINT NOT NULL DEFAULT 0,"
+    "  heartbeat_ms BIGINT NOT NULL DEFAULT 0,"
+    "  version VARCHAR(63) NOT NULL DEFAULT '',"
+    "  snapshot_version BIGINT UNSIGNED NOT NULL DEFAULT 0,"
+    "  snapshot_source VARCHAR(15) NOT NULL DEFAULT '',"
+    "  requests_total BIGINT UNSIGNED NOT NULL DEFAULT 0,"
+    "  errors_total BIGINT UNSIGNED NOT NULL DEFAULT 0,"
+    "  usage_pending BIGINT UNSIGNED NOT NULL DEFAULT 0,"
+    "  uptime_s BIGINT NOT NULL DEFAULT 0,"
+    "  prev_requests_total BIGINT UNSIGNED NOT NULL DEFAULT 0,"
+    "  prev_errors_total BIGINT UNSIGNED NOT NULL DEFAULT 0,"
+    "  prev_heartbeat_ms BIGINT NOT NULL DEFAULT 0)" MY_TABLE_OPTS,
+    NULL,
+};
+
 static const char *const *const my_migrations[] = {
     my_migration_1,
     my_migration_2,
     my_migration_3,
+    my_migration_4,
 };
 
 #define MY_N_MIGRATIONS (sizeof(my_migrations) / sizeof(my_migrations[0]))
@@ -2870,6 +2925,266 @@ my_usage_list(void *priv, const struct hub_usage_filter *f, struct hub_usage_row
     return rv;
 }
 
+/* ---- replication -------------------------------------------------------- */
+
+struct my_change_ctx {
+    struct hub_change_ref cur;
+    struct hub_change_ref *arr;
+    size_t n, cap;
+};
+
+static gw_err
+my_change_row(void *arg)
+{
+    struct my_change_ctx *c = arg;
+
+    c->arr = my_grow(c->arr, c->n, &c->cap, sizeof(*c->arr));
+    c->arr[c->n++] = c->cur;
+    return GW_OK;
+}
+
+static gw_err
+my_change_log_since(void *priv, uint64_t from, size_t limit, struct hub_change_ref **rows,
+                    size_t *n_rows, uint64_t *oldest)
+{
+    struct my_priv *p = priv;
+    struct my_binds par = {0}, col = {0};
+    struct my_change_ctx c;
+    uint64_t lim = limit;
+    int found = 0;
+    gw_err rv;
+
+    memset(&c, 0, sizeof(c));
+    *rows = NULL;
+    *n_rows = 0;
+    *oldest = 0;
+    rv = my_ready(p);
+    if (rv != GW_OK)
+        return rv;
+    /* One consistent read view for both queries. */
+    rv = my_begin(p);
+    if (rv != GW_OK)
+        return rv;
+    my_r_u64(&col, oldest);
+    rv = my_one(p, MY_CHANGES_OLDEST, NULL, &col, &found);
+    if (rv != GW_OK)
+        goto fail;
+    col.n = 0;
+    my_p_u64(&par, &from);
+    my_p_u64(&par, &lim);
+    my_r_u64(&col, &c.cur.version);
+    my_r_str(&col, c.cur.entity, sizeof(c.cur.entity));
+    my_r_u64(&col, &c.cur.entity_id);
+    my_r_u64(&col, &c.cur.group_id);
+    my_r_u64(&col, &c.cur.account_id);
+    my_r_u64(&col, &c.cur.pool_id);
+    rv = my_each(p, MY_CHANGES_SINCE, &par, &col, my_change_row, &c);
+    if (rv != GW_OK)
+        goto fail;
+    rv = my_commit(p);
+    if (rv != GW_OK)
+        goto fail;
+    *rows = c.arr;
+    *n_rows = c.n;
+    return GW_OK;
+fail:
+    my_rollback(p);
+    free(c.arr);
+    return rv;
+}
+
+static gw_err
+my_change_log_prune(void *priv, uint64_t below)
+{
+    struct my_priv *p = priv;
+    struct my_binds par = {0};
+    gw_err rv;
+
+    rv = my_ready(p);
+    if (rv != GW_OK)
+        return rv;
+    my_p_u64(&par, &below);
+    return my_run(p, MY_CHANGES_PRUNE, &par, NULL);
+}
+
+/* ---- edges -------------------------------------------------------------- */
+
+struct my_edge_row {
+    struct hub_edge e;
+    int32_t trusted;
+    char *secret;
+    size_t secret_len;
+};
+
+static void
+my_edge_cols(struct my_binds *col, struct my_edge_row *r)
+{
+    my_r_str(col, r->e.id, sizeof(r->e.id));
+    my_r_str(col, r->e.name, sizeof(r->e.name));
+    my_r_str(col, r->e.region, sizeof(r->e.region));
+    my_r_var(col, &r->secret, &r->secret_len, 0);
+    my_r_i32(col, &r->trusted);
+    my_r_i64(col, &r->e.created_at);
+    my_r_i64(col, &r->e.revoked_at);
+    my_r_i64(col, &r->e.last_seen_ms);
+    my_r_i64(col, &r->e.heartbeat_ms);
+    my_r_str(col, r->e.version, sizeof(r->e.version));
+    my_r_u64(col, &r->e.snapshot_version);
+    my_r_str(col, r->e.snapshot_source, sizeof(r->e.snapshot_source));
+    my_r_u64(col, &r->e.requests_total);
+    my_r_u64(col, &r->e.errors_total);
+    my_r_u64(col, &r->e.usage_pending);
+    my_r_i64(col, &r->e.uptime_s);
+    my_r_u64(col, &r->e.prev_requests_total);
+    my_r_u64(col, &r->e.prev_errors_total);
+    my_r_i64(col, &r->e.prev_heartbeat_ms);
+}
+
+/* Moves a fetched row into out and readies r for the next fetch. */
+static void
+my_edge_take(struct my_edge_row *r, struct hub_edge *out)
+{
+    *out = r->e;
+    out->trusted = r->trusted != 0;
+    out->secret_sealed = (uint8_t *)r->secret;
+    out->secret_sealed_len = r->secret != NULL ? r->secret_len : 0;
+    r->secret = NULL;
+    r->secret_len = 0;
+}
+
+static gw_err
+my_edge_create(void *priv, const struct hub_edge *e)
+{
+    struct my_priv *p = priv;
+    struct my_binds par = {0};
+    int32_t trusted = e->trusted ? 1 : 0;
+    gw_err rv;
+
+    rv = my_ready(p);
+    if (rv != GW_OK)
+        return rv;
+    my_p_str(&par, e->id);
+    my_p_str(&par, e->name);
+    my_p_str(&par, e->region);
+    if (e->secret_sealed != NULL)
+        my_p_blob(&par, e->secret_sealed, e->secret_sealed_len);
+    else
+        my_p_null(&par);
+    my_p_i32(&par, &trusted);
+    my_p_i64(&par, &e->created_at);
+    my_p_i64(&par, &e->revoked_at);
+    my_p_i64(&par, &e->last_seen_ms);
+    my_p_i64(&par, &e->heartbeat_ms);
+    my_p_str(&par, e->version);
+    my_p_u64(&par, &e->snapshot_version);
+    my_p_str(&par, e->snapshot_source);
+    my_p_u64(&par, &e->requests_total);
+    my_p_u64(&par, &e->errors_total);
+    my_p_u64(&par, &e->usage_pending);
+    my_p_i64(&par, &e->uptime_s);
+    my_p_u64(&par, &e->prev_requests_total);
+    my_p_u64(&par, &e->prev_errors_total);
+    my_p_i64(&par, &e->prev_heartbeat_ms);
+    return my_run(p, MY_EDGE_CREATE, &par, NULL);
+}
+
+static gw_err
+my_edge_get(void *priv, const char *id, struct hub_edge *out)
+{
+    struct my_priv *p = priv;
+    struct my_binds par = {0}, col = {0};
+    struct my_edge_row r;
+    int found = 0;
+    gw_err rv;
+
+    memset(&r, 0, sizeof(r));
+    rv = my_ready(p);
+    if (rv != GW_OK)
+        return rv;
+    my_p_str(&par, id);
+    my_edge_cols(&col, &r);
+    rv = my_one(p, MY_EDGE_GET, &par, &col, &found);
+    if (rv == GW_OK && !found)
+        rv = GW_ENOTFOUND;
+    if (rv != GW_OK) {
+        free(r.secret);
+        return rv;
+    }
+    my_edge_take(&r, out);
+    return GW_OK;
+}
+
+struct my_edge_list_ctx {
+    struct my_edge_row r;
+    struct hub_edge *arr;
+    size_t n, cap;
+};
+
+static gw_err
+my_edge_list_row(void *arg)
+{
+    struct my_edge_list_ctx *c = arg;
+
+    c->arr = my_grow(c->arr, c->n, &c->cap, sizeof(*c->arr));
+    my_edge_take(&c->r, &c->arr[c->n++]);
+    return GW_OK;
+}
+
+static gw_err
+my_edge_list(void *priv, struct hub_edge **out, size_t *n_out)
+{
+    struct my_priv *p = priv;
+    struct my_binds col = {0};
+    struct my_edge_list_ctx c;
+    gw_err rv;
+
+    memset(&c, 0, sizeof(c));
+    rv = my_ready(p);
+    if (rv != GW_OK)
+        return rv;
+    my_edge_cols(&col, &c.r);
+    rv = my_each(p, MY_EDGE_LIST, NULL, &col, my_edge_list_row, &c);
+    free(c.r.secret);
+    if (rv != GW_OK) {
+        hub_edges_free(c.arr, c.n);
+        return rv;
+    }
+    *out = c.arr;
+    *n_out = c.n;
+    return GW_OK;
+}
+
+/* The wrapper read the row just before under the store lock, so an UPDATE
+ * that matches nothing only means nothing changed. */
+static gw_err
+my_edge_save(void *priv, const struct hub_edge *e)
+{
+    struct my_priv *p = priv;
+    struct my_binds par = {0};
+    gw_err rv;
+
+    rv = my_ready(p);
+    if (rv != GW_OK)
+        return rv;
+    my_p_str(&par, e->name);
+    my_p_str(&par, e->region);
+    my_p_i64(&par, &e->revoked_at);
+    my_p_i64(&par, &e->last_seen_ms);
+    my_p_i64(&par, &e->heartbeat_ms);
+    my_p_str(&par, e->version);
+    my_p_u64(&par, &e->snapshot_version);
+    my_p_str(&par, e->snapshot_source);
+    my_p_u64(&par, &e->requests_total);
+    my_p_u64(&par, &e->errors_total);
+    my_p_u64(&par, &e->usage_pending);
+    my_p_i64(&par, &e->uptime_s);
+    my_p_u64(&par, &e->prev_requests_total);
+    my_p_u64(&par, &e->prev_errors_total);
+    my_p_i64(&par, &e->prev_heartbeat_ms);
+    my_p_str(&par, e->id);
+    return my_run(p, MY_EDGE_SAVE, &par, NULL);
+}
+
 const struct hub_store_ops hub_store_mysql_ops = {
     .scheme = "mysql",
     .priv_size = sizeof(struct my_priv),
@@ -2903,4 +3218,10 @@ const struct hub_store_ops hub_store_mysql_ops = {
     .usage_apply = my_usage_apply,
     .edge_last_seq = my_edge_last_seq,
     .usage_list = my_usage_list,
+    .change_log_since = my_change_log_since,
+    .change_log_prune = my_change_log_prune,
+    .edge_create = my_edge_create,
+    .edge_get = my_edge_get,
+    .edge_list = my_edge_list,
+    .edge_save = my_edge_save,
 };

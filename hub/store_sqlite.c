@@ -65,6 +65,13 @@ enum sq_stmt {
     SQ_USAGE_INSERT,
     SQ_USAGE_LIST_ALL,
     SQ_USAGE_LIST_KEY,
+    SQ_CHANGES_SINCE,
+    SQ_CHANGES_OLDEST,
+    SQ_CHANGES_PRUNE,
+    SQ_EDGE_CREATE,
+    SQ_EDGE_GET,
+    SQ_EDGE_LIST,
+    SQ_EDGE_SAVE,
     SQ_STMT_COUNT
 };
 
@@ -80,6 +87,11 @@ enum sq_stmt {
 #define SQ_KEY_COLS                                                                                \
     "id, group_id, name, prefix, enabled, expires_at, created_at, rpm_limit, tpm_limit, "          \
     "concurrency_limit, allowed_models"
+
+#define SQ_EDGE_COLS                                                                               \
+    "id, name, region, secret, trusted, created_at, revoked_at, last_seen_ms, heartbeat_ms, "      \
+    "version, snapshot_version, snapshot_source, requests_total, errors_total, usage_pending, "    \
+    "uptime_s, prev_requests_total, prev_errors_total, prev_heartbeat_ms"
 
 static const char *const sq_sql[SQ_STMT_COUNT] = {
     [SQ_BEGIN] = "BEGIN",
@@ -171,6 +183,24 @@ static const char *const sq_sql[SQ_STMT_COUNT] = {
                           "ORDER BY time_ms DESC, id DESC LIMIT ?1 OFFSET ?2",
     [SQ_USAGE_LIST_KEY] = "SELECT id, " SQ_USAGE_COLS " FROM usage_log WHERE key_id = ?3 "
                           "ORDER BY time_ms DESC, id DESC LIMIT ?1 OFFSET ?2",
+    [SQ_CHANGES_SINCE] = "SELECT c.version, c.entity, c.entity_id, COALESCE(b.group_id, 0), "
+                         "COALESCE(b.account_id, 0), COALESCE(pa.pool_id, 0) FROM change_log c "
+                         "LEFT JOIN bindings b ON c.entity = 'binding' AND b.id = c.entity_id "
+                         "LEFT JOIN pool_accounts pa ON c.entity = 'pool_account' "
+                         "AND pa.id = c.entity_id WHERE c.version > ?1 ORDER BY c.version "
+                         "LIMIT ?2",
+    [SQ_CHANGES_OLDEST] = "SELECT COALESCE(MIN(version), 0) FROM change_log",
+    [SQ_CHANGES_PRUNE] = "DELETE FROM change_log WHERE version < ?1",
+    [SQ_EDGE_CREATE] = "INSERT INTO edges (" SQ_EDGE_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, "
+                       "?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
+    [SQ_EDGE_GET] = "SELECT " SQ_EDGE_COLS " FROM edges WHERE id = ?1",
+    [SQ_EDGE_LIST] = "SELECT " SQ_EDGE_COLS " FROM edges ORDER BY created_at, id",
+    [SQ_EDGE_SAVE] = "UPDATE edges SET name = ?2, region = ?3, revoked_at = ?7, "
+                     "last_seen_ms = ?8, heartbeat_ms = ?9, version = ?10, "
+                     "snapshot_version = ?11, snapshot_source = ?12, requests_total = ?13, "
+                     "errors_total = ?14, usage_pending = ?15, uptime_s = ?16, "
+                     "prev_requests_total = ?17, prev_errors_total = ?18, "
+                     "prev_heartbeat_ms = ?19 WHERE id = ?1",
 };
 
 /* Migrations: append only, never edit a released one. Timestamps are unix
@@ -304,10 +334,34 @@ static const char sq_migration_3[] =
     "ALTER TABLE api_keys ADD COLUMN allowed_models TEXT NOT NULL DEFAULT '';"
     "ALTER TABLE api_keys ADD COLUMN revoked_at INTEGER NOT NULL DEFAULT 0;";
 
+/* Distributed mode: the edge registry (enrolment secrets sealed with the
+ * master key, latest heartbeat and the one before it). */
+static const char sq_migration_4[] = "CREATE TABLE edges ("
+                                     "  id TEXT PRIMARY KEY,"
+                                     "  name TEXT NOT NULL DEFAULT '',"
+                                     "  region TEXT NOT NULL DEFAULT '',"
+                                     "  secret BLOB,"
+                                     "  trusted INTEGER NOT NULL DEFAULT 0,"
+                                     "  created_at INTEGER NOT NULL,"
+                                     "  revoked_at INTEGER NOT NULL DEFAULT 0,"
+                                     "  last_seen_ms INTEGER NOT NULL DEFAULT 0,"
+                                     "  heartbeat_ms INTEGER NOT NULL DEFAULT 0,"
+                                     "  version TEXT NOT NULL DEFAULT '',"
+                                     "  snapshot_version INTEGER NOT NULL DEFAULT 0,"
+                                     "  snapshot_source TEXT NOT NULL DEFAULT '',"
+                                     "  requests_total INTEGER NOT NULL DEFAULT 0,"
+                                     "  errors_total INTEGER NOT NULL DEFAULT 0,"
+                                     "  usage_pending INTEGER NOT NULL DEFAULT 0,"
+                                     "  uptime_s INTEGER NOT NULL DEFAULT 0,"
+                                     "  prev_requests_total INTEGER NOT NULL DEFAULT 0,"
+                                     "  prev_errors_total INTEGER NOT NULL DEFAULT 0,"
+                                     "  prev_heartbeat_ms INTEGER NOT NULL DEFAULT 0);";
+
 static const char *const sq_migrations[] = {
     sq_migration_1,
     sq_migration_2,
     sq_migration_3,
+    sq_migration_4,
 };
 
 #define SQ_N_MIGRATIONS (sizeof(sq_migrations) / sizeof(sq_migrations[0]))
@@ -2004,6 +2058,236 @@ sq_usage_list(void *priv, const struct hub_usage_filter *f, struct hub_usage_row
     return rv;
 }
 
+/* ---------------------------------------------------------------- replication */
+
+static gw_err
+sq_change_log_since(void *priv, uint64_t from, size_t limit, struct hub_change_ref **rows,
+                    size_t *n_rows, uint64_t *oldest)
+{
+    struct sq_priv *p = priv;
+    struct hub_change_ref *arr = NULL;
+    size_t n = 0, cap = 0;
+    sqlite3_stmt *s = NULL;
+    int64_t v = 0;
+    int found = 0, rc;
+    gw_err rv;
+
+    *rows = NULL;
+    *n_rows = 0;
+    *oldest = 0;
+    rv = sq_begin(p, 0);
+    if (rv != GW_OK)
+        return rv;
+    rv = sq_stmt(p, SQ_CHANGES_OLDEST, &s);
+    if (rv != GW_OK)
+        goto fail;
+    rv = sq_one_int(p, s, &v, &found, "change_log oldest");
+    if (rv != GW_OK)
+        goto fail;
+    *oldest = (uint64_t)v;
+    rv = sq_stmt(p, SQ_CHANGES_SINCE, &s);
+    if (rv != GW_OK)
+        goto fail;
+    sqlite3_bind_int64(s, 1, (sqlite3_int64)from);
+    sqlite3_bind_int64(s, 2, (sqlite3_int64)limit);
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        struct hub_change_ref *r;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 64;
+            arr = gw_xrealloc(arr, cap * sizeof(*arr));
+        }
+        r = &arr[n++];
+        memset(r, 0, sizeof(*r));
+        r->version = (uint64_t)sqlite3_column_int64(s, 0);
+        sq_col_text(s, 1, r->entity, sizeof(r->entity));
+        r->entity_id = (uint64_t)sqlite3_column_int64(s, 2);
+        r->group_id = (uint64_t)sqlite3_column_int64(s, 3);
+        r->account_id = (uint64_t)sqlite3_column_int64(s, 4);
+        r->pool_id = (uint64_t)sqlite3_column_int64(s, 5);
+    }
+    if (rc != SQLITE_DONE)
+        rv = sq_fail(p, sqlite3_extended_errcode(p->db), "change_log since");
+    sq_done(s);
+    if (rv != GW_OK)
+        goto fail;
+    rv = sq_commit(p);
+    if (rv != GW_OK)
+        goto fail;
+    *rows = arr;
+    *n_rows = n;
+    return GW_OK;
+fail:
+    sq_rollback(p);
+    free(arr);
+    return rv;
+}
+
+static gw_err
+sq_change_log_prune(void *priv, uint64_t below)
+{
+    struct sq_priv *p = priv;
+    sqlite3_stmt *s = NULL;
+    gw_err rv;
+
+    rv = sq_stmt(p, SQ_CHANGES_PRUNE, &s);
+    if (rv != GW_OK)
+        return rv;
+    sqlite3_bind_int64(s, 1, (sqlite3_int64)below);
+    return sq_run(p, s, "change_log prune");
+}
+
+/* ---------------------------------------------------------------- edges */
+
+/* Binds the 19 columns of SQ_EDGE_COLS in order. */
+static void
+sq_edge_bind(sqlite3_stmt *s, const struct hub_edge *e)
+{
+    sq_bind_field(s, 1, e->id, sizeof(e->id));
+    sq_bind_field(s, 2, e->name, sizeof(e->name));
+    sq_bind_field(s, 3, e->region, sizeof(e->region));
+    if (e->secret_sealed != NULL)
+        sqlite3_bind_blob(s, 4, e->secret_sealed, (int)e->secret_sealed_len, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(s, 4);
+    sqlite3_bind_int(s, 5, e->trusted ? 1 : 0);
+    sqlite3_bind_int64(s, 6, e->created_at);
+    sqlite3_bind_int64(s, 7, e->revoked_at);
+    sqlite3_bind_int64(s, 8, e->last_seen_ms);
+    sqlite3_bind_int64(s, 9, e->heartbeat_ms);
+    sq_bind_field(s, 10, e->version, sizeof(e->version));
+    sqlite3_bind_int64(s, 11, (sqlite3_int64)e->snapshot_version);
+    sq_bind_field(s, 12, e->snapshot_source, sizeof(e->snapshot_source));
+    sqlite3_bind_int64(s, 13, (sqlite3_int64)e->requests_total);
+    sqlite3_bind_int64(s, 14, (sqlite3_int64)e->errors_total);
+    sqlite3_bind_int64(s, 15, (sqlite3_int64)e->usage_pending);
+    sqlite3_bind_int64(s, 16, e->uptime_s);
+    sqlite3_bind_int64(s, 17, (sqlite3_int64)e->prev_requests_total);
+    sqlite3_bind_int64(s, 18, (sqlite3_int64)e->prev_errors_total);
+    sqlite3_bind_int64(s, 19, e->prev_heartbeat_ms);
+}
+
+static void
+sq_edge_read(sqlite3_stmt *s, struct hub_edge *e)
+{
+    const void *blob;
+    int len;
+
+    memset(e, 0, sizeof(*e));
+    sq_col_text(s, 0, e->id, sizeof(e->id));
+    sq_col_text(s, 1, e->name, sizeof(e->name));
+    sq_col_text(s, 2, e->region, sizeof(e->region));
+    blob = sqlite3_column_blob(s, 3);
+    len = sqlite3_column_bytes(s, 3);
+    if (blob != NULL && len > 0) {
+        e->secret_sealed = gw_xmalloc((size_t)len);
+        memcpy(e->secret_sealed, blob, (size_t)len);
+        e->secret_sealed_len = (size_t)len;
+    }
+    e->trusted = sqlite3_column_int(s, 4) != 0;
+    e->created_at = sqlite3_column_int64(s, 5);
+    e->revoked_at = sqlite3_column_int64(s, 6);
+    e->last_seen_ms = sqlite3_column_int64(s, 7);
+    e->heartbeat_ms = sqlite3_column_int64(s, 8);
+    sq_col_text(s, 9, e->version, sizeof(e->version));
+    e->snapshot_version = (uint64_t)sqlite3_column_int64(s, 10);
+    sq_col_text(s, 11, e->snapshot_source, sizeof(e->snapshot_source));
+    e->requests_total = (uint64_t)sqlite3_column_int64(s, 12);
+    e->errors_total = (uint64_t)sqlite3_column_int64(s, 13);
+    e->usage_pending = (uint64_t)sqlite3_column_int64(s, 14);
+    e->uptime_s = sqlite3_column_int64(s, 15);
+    e->prev_requests_total = (uint64_t)sqlite3_column_int64(s, 16);
+    e->prev_errors_total = (uint64_t)sqlite3_column_int64(s, 17);
+    e->prev_heartbeat_ms = sqlite3_column_int64(s, 18);
+}
+
+static gw_err
+sq_edge_create(void *priv, const struct hub_edge *e)
+{
+    struct sq_priv *p = priv;
+    sqlite3_stmt *s = NULL;
+    gw_err rv;
+
+    rv = sq_stmt(p, SQ_EDGE_CREATE, &s);
+    if (rv != GW_OK)
+        return rv;
+    sq_edge_bind(s, e);
+    return sq_run(p, s, "edge insert");
+}
+
+static gw_err
+sq_edge_get(void *priv, const char *id, struct hub_edge *out)
+{
+    struct sq_priv *p = priv;
+    sqlite3_stmt *s = NULL;
+    gw_err rv;
+    int rc;
+
+    rv = sq_stmt(p, SQ_EDGE_GET, &s);
+    if (rv != GW_OK)
+        return rv;
+    sq_bind_text(s, 1, id);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        sq_edge_read(s, out);
+        rv = GW_OK;
+    } else if (rc == SQLITE_DONE) {
+        rv = GW_ENOTFOUND;
+    } else {
+        rv = sq_fail(p, sqlite3_extended_errcode(p->db), "edge get");
+    }
+    sq_done(s);
+    return rv;
+}
+
+static gw_err
+sq_edge_list(void *priv, struct hub_edge **out, size_t *n_out)
+{
+    struct sq_priv *p = priv;
+    struct hub_edge *arr = NULL;
+    size_t n = 0, cap = 0;
+    sqlite3_stmt *s = NULL;
+    gw_err rv;
+    int rc;
+
+    rv = sq_stmt(p, SQ_EDGE_LIST, &s);
+    if (rv != GW_OK)
+        return rv;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (n == cap) {
+            cap = cap ? cap * 2 : 8;
+            arr = gw_xrealloc(arr, cap * sizeof(*arr));
+        }
+        sq_edge_read(s, &arr[n++]);
+    }
+    if (rc != SQLITE_DONE)
+        rv = sq_fail(p, sqlite3_extended_errcode(p->db), "edge list");
+    sq_done(s);
+    if (rv != GW_OK) {
+        hub_edges_free(arr, n);
+        return rv;
+    }
+    *out = arr;
+    *n_out = n;
+    return GW_OK;
+}
+
+static gw_err
+sq_edge_save(void *priv, const struct hub_edge *e)
+{
+    struct sq_priv *p = priv;
+    sqlite3_stmt *s = NULL;
+    gw_err rv;
+
+    rv = sq_stmt(p, SQ_EDGE_SAVE, &s);
+    if (rv != GW_OK)
+        return rv;
+    sq_edge_bind(s, e);
+    rv = sq_run(p, s, "edge save");
+    if (rv == GW_OK && sqlite3_changes(p->db) == 0)
+        rv = GW_ENOTFOUND;
+    return rv;
+}
+
 const struct hub_store_ops hub_store_sqlite_ops = {
     .scheme = "sqlite",
     .priv_size = sizeof(struct sq_priv),
@@ -2037,4 +2321,10 @@ const struct hub_store_ops hub_store_sqlite_ops = {
     .usage_apply = sq_usage_apply,
     .edge_last_seq = sq_edge_last_seq,
     .usage_list = sq_usage_list,
+    .change_log_since = sq_change_log_since,
+    .change_log_prune = sq_change_log_prune,
+    .edge_create = sq_edge_create,
+    .edge_get = sq_edge_get,
+    .edge_list = sq_edge_list,
+    .edge_save = sq_edge_save,
 };

@@ -292,10 +292,13 @@ def scenario(db):
         hub = gwtest.Hub(wd, db=db, extra=["--link", link])
         edge2, rc2 = None, 0
         try:
+            edge_id, secret = hub.enrol_edge("edge-two", "test")
             edge2 = gwtest.Proc("edge2", [os.path.join(gwtest.BIN_DIR, "edge", "aicarpool-edge"),
-                                          "--listen", "127.0.0.1:0", "--hub", link, "--edge-id", "edge-two",
+                                          "--listen", "127.0.0.1:0", "--hub", link, "--edge-id", edge_id,
+                                          "--data", os.path.join(wd, "edge2-data"),
                                           "--poll-interval-ms", "100", "--usage-flush-ms", "100",
-                                          "--failover-budget-ms", "400"], cwd=wd)
+                                          "--failover-budget-ms", "400"], cwd=wd,
+                                env={"AICARPOOL_ENROL_SECRET": secret})
 
             def edge2_port():
                 for line in edge2.output().splitlines():

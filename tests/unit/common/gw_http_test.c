@@ -216,8 +216,10 @@ big_pump(struct gw_http_req *req)
         b->sent += n;
         q = ((struct http_req *)req)->conn->queued;
         pthread_mutex_lock(&fx->mu);
-        if (q > fx->max_queued)
+        if (q > fx->max_queued) {
             fx->max_queued = q;
+            pthread_cond_broadcast(&fx->cv);
+        }
         pthread_mutex_unlock(&fx->mu);
     }
     if (b->sent == b->total) {
@@ -255,6 +257,48 @@ on_expected_big_abort(struct gw_http_req *req, void *arg)
     fx_bump(fx, &fx->n_aborts);
     free(req->data);
     gw_http_abandon(req);
+}
+
+/* Second half of /tick: one more event a while after the first, then the
+ * end, from a timer callback (flushed before the loop blocks again). */
+static void
+later_tick_cb(uv_timer_t *t)
+{
+    struct later *l = t->data;
+
+    if (gw_http_write(l->req, "data: second\n\n", 14) != GW_OK)
+        fx_bump(l->fx, &l->fx->loop_errors);
+    gw_http_end(l->req);
+    uv_close((uv_handle_t *)t, later_on_close);
+}
+
+/* /sized?n=N[&short=K][&over=1]: a Content-Length response of N bytes
+ * written in pieces; `short` leaves K of them out (the connection must be
+ * cut), `over` also tries one byte too many (must be refused). */
+static void
+sized_respond(struct fx *fx, struct gw_http_req *req)
+{
+    size_t n = (size_t)query_int(req, "n", 10);
+    size_t short_by = (size_t)query_int(req, "short", 0);
+    size_t i, sent = 0;
+
+    if (gw_http_start_length(req, 200, "text/plain", n) != GW_OK) {
+        fx_bump(fx, &fx->loop_errors);
+        gw_http_abandon(req);
+        return;
+    }
+    while (sent + short_by < n) {
+        char piece[7];
+        size_t k = n - short_by - sent < sizeof(piece) ? n - short_by - sent : sizeof(piece);
+        for (i = 0; i < k; i++)
+            piece[i] = (char)('a' + (sent + i) % 26);
+        if (gw_http_write(req, piece, k) != GW_OK)
+            fx_bump(fx, &fx->loop_errors);
+        sent += k;
+    }
+    if (query_int(req, "over", 0) && short_by == 0 && gw_http_write(req, "X", 1) != GW_EINVAL)
+        fx_bump(fx, &fx->loop_errors);
+    gw_http_end(req);
 }
 
 static void
@@ -330,6 +374,13 @@ handler(struct gw_http_req *req, void *arg)
         if (gw_http_start(req, 200, "text/event-stream") != GW_OK ||
             gw_http_write(req, "data: first\n\n", 13) != GW_OK)
             fx_bump(fx, &fx->loop_errors);
+    } else if (gw_str_eq(req->path, "/tick")) {
+        if (gw_http_start(req, 200, "text/event-stream") != GW_OK ||
+            gw_http_write(req, "data: first\n\n", 13) != GW_OK)
+            fx_bump(fx, &fx->loop_errors);
+        later_start(fx, req, (uint64_t)query_int(req, "ms", 300), later_tick_cb);
+    } else if (gw_str_eq(req->path, "/sized")) {
+        sized_respond(fx, req);
     } else if (gw_str_eq(req->path, "/slow")) {
         /* Never answers on its own: only the abort path finishes it. */
         gw_http_set_abort_cb(req, on_abort, fx);
@@ -615,7 +666,7 @@ static int
 cli_response(struct cli *c, struct resp *r, int head_only)
 {
     uint64_t deadline = now_ms() + DEADLINE_MS;
-    size_t pos;
+    size_t pos = 0;
     const char *te, *cl;
     struct gw_buf body = GW_BUF_INIT;
 
@@ -864,7 +915,7 @@ test_expect_continue(void **state)
     struct fx *fx = fx_start(&lim);
     struct cli *c = cli_connect(fx->port, 0);
     struct resp r;
-    size_t pos;
+    size_t pos = 0;
 
     (void)state;
     cli_sends(c, "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 11\r\n"
@@ -997,6 +1048,124 @@ test_streamed_response(void **state)
     fx_stop(fx);
 }
 
+/* Output made in one loop turn leaves in few socket writes: a streamed
+ * response as its head with the first event, then the rest with the final
+ * chunk; a Content-Length one, or a complete one, as a single write (the
+ * client's very first read holds all of it). */
+static void
+test_coalesced_response(void **state)
+{
+    struct fx *fx = fx_start(NULL);
+    struct cli *c = cli_connect(fx->port, 0);
+    struct resp r;
+    const char *tail = "0\r\n\r\n";
+    const char *first = "event: e0\ndata: {\"i\":0}\n\n\r\n";
+    uint64_t deadline = now_ms() + DEADLINE_MS;
+
+    (void)state;
+    cli_sends(c, "GET /stream?n=5 HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_int_equal(cli_fill(c, 64 * 1024, deadline), 1);
+    assert_true(cli_avail(c) > strlen(first));
+    /* the head came with (at least) the first event */
+    assert_non_null(memmem(cli_data(c), cli_avail(c), first, strlen(first)));
+    while (memmem(cli_data(c), cli_avail(c), "data: {\"i\":4}", 13) == NULL)
+        assert_int_equal(cli_fill(c, 64 * 1024, deadline), 1);
+    assert_memory_equal(cli_data(c) + cli_avail(c) - strlen(tail), tail, strlen(tail));
+    assert_int_equal(cli_response(c, &r, 0), 1);
+    assert_int_equal(r.status, 200);
+    resp_fini(&r);
+    cli_sends(c, "GET /sized?n=50 HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_int_equal(cli_fill(c, 64 * 1024, now_ms() + DEADLINE_MS), 1);
+    assert_true(cli_avail(c) > 50);
+    assert_memory_equal(cli_data(c) + cli_avail(c) - 3, "vwx", 3);
+    assert_int_equal(cli_response(c, &r, 0), 1);
+    assert_int_equal(r.body_len, 50);
+    resp_fini(&r);
+    /* a complete response too: head and body together */
+    cli_sends(c, "GET /hello HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_int_equal(cli_fill(c, 64 * 1024, now_ms() + DEADLINE_MS), 1);
+    assert_true(cli_avail(c) > 5);
+    assert_memory_equal(cli_data(c) + cli_avail(c) - 5, "hello", 5);
+    assert_int_equal(cli_response(c, &r, 0), 1);
+    resp_fini(&r);
+    assert_int_equal(fx->loop_errors, 0);
+    cli_free(c);
+    fx_stop(fx);
+}
+
+/* Coalescing must not hold a streamed event back: the first event arrives
+ * while the handler still holds the request, long before the second. */
+static void
+test_stream_event_prompt(void **state)
+{
+    struct fx *fx = fx_start(NULL);
+    struct cli *c = cli_connect(fx->port, 0);
+    uint64_t deadline = now_ms() + DEADLINE_MS;
+    size_t pos = 0;
+    struct resp r;
+
+    (void)state;
+    cli_sends(c, "GET /tick?ms=1500 HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_int_equal(cli_find(c, "data: first", deadline, &pos), 1);
+    assert_null(memmem(cli_data(c), cli_avail(c), "data: second", 12));
+    assert_int_equal(cli_find(c, "data: second\n\n\r\n0\r\n\r\n", deadline, &pos), 1);
+    cli_consume(c, cli_avail(c));
+    /* the end written from a timer callback left the connection usable */
+    cli_sends(c, "GET /hello HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_int_equal(cli_response(c, &r, 0), 1);
+    assert_string_equal(r.body, "hello");
+    resp_fini(&r);
+    assert_int_equal(fx->loop_errors, 0);
+    cli_free(c);
+    fx_stop(fx);
+}
+
+static void
+test_start_length(void **state)
+{
+    struct fx *fx = fx_start(NULL);
+    struct cli *c = cli_connect(fx->port, 0);
+    struct resp r;
+    size_t i;
+
+    (void)state;
+    cli_sends(c, "GET /sized?n=40&over=1 HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_int_equal(cli_response(c, &r, 0), 1);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(resp_header(&r, "Content-Length"), "40");
+    assert_null(resp_header(&r, "Transfer-Encoding"));
+    assert_int_equal(r.body_len, 40);
+    for (i = 0; i < 40; i++)
+        assert_int_equal(r.body[i], 'a' + (int)(i % 26));
+    resp_fini(&r);
+    /* keep-alive, also for HTTP/1.0 with Content-Length */
+    cli_sends(c, "GET /sized?n=3 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    assert_int_equal(cli_response(c, &r, 0), 1);
+    assert_string_equal(resp_header(&r, "Content-Length"), "3");
+    assert_string_equal(resp_header(&r, "Connection"), "keep-alive");
+    assert_memory_equal(r.body, "abc", 3);
+    resp_fini(&r);
+    /* HEAD: the length of what GET would send, no body */
+    cli_sends(c, "HEAD /sized?n=12 HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_int_equal(cli_response(c, &r, 1), 1);
+    assert_string_equal(resp_header(&r, "Content-Length"), "12");
+    resp_fini(&r);
+    cli_sends(c, "GET /sized?n=0 HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_int_equal(cli_response(c, &r, 0), 1);
+    assert_string_equal(resp_header(&r, "Content-Length"), "0");
+    assert_int_equal(r.body_len, 0);
+    resp_fini(&r);
+    assert_int_equal(fx->loop_errors, 0);
+    /* short: the client gets the head and what was written, then a close */
+    cli_sends(c, "GET /sized?n=20&short=5 HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_int_equal(cli_response(c, &r, 0), 0);
+    resp_fini(&r);
+    assert_int_equal(cli_wait_closed(c, DEADLINE_MS), 1);
+    assert_int_equal(fx->loop_errors, 0);
+    cli_free(c);
+    fx_stop(fx);
+}
+
 static void
 test_backpressure(void **state)
 {
@@ -1014,6 +1183,23 @@ test_backpressure(void **state)
     c = cli_connect(fx->port, 4096);
     snprintf(reqline, sizeof(reqline), "GET /big?bytes=%zu HTTP/1.1\r\nHost: t\r\n\r\n", total);
     cli_sends(c, reqline);
+    /* Not reading at first: the socket buffers fill and the server's own
+     * queue reaches the high-water mark (writes that the kernel takes at
+     * once complete at once and would never need a drain). */
+    {
+        struct timespec ts;
+        size_t reached;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += DEADLINE_MS / 1000;
+        pthread_mutex_lock(&fx->mu);
+        while (fx->max_queued < lim.write_high_water) {
+            if (pthread_cond_timedwait(&fx->cv, &fx->mu, &ts) != 0)
+                break;
+        }
+        reached = fx->max_queued;
+        pthread_mutex_unlock(&fx->mu);
+        assert_true(reached >= lim.write_high_water);
+    }
     /* Slow reader: small receive buffer, small reads. */
     {
         uint64_t deadline = now_ms() + 60000;
@@ -1083,7 +1269,7 @@ test_client_disconnect(void **state)
 {
     struct fx *fx = fx_start(NULL);
     struct cli *c = cli_connect(fx->port, 0);
-    size_t pos;
+    size_t pos = 0;
 
     (void)state;
     cli_sends(c, "GET /hang HTTP/1.1\r\nHost: t\r\n\r\n");
@@ -1509,7 +1695,7 @@ test_write_timeout(void **state)
     struct fx *fx;
     struct cli *c;
     uint64_t t0;
-    size_t pos;
+    size_t pos = 0;
 
     (void)state;
     lim.write_timeout_ms = 300;
@@ -1652,6 +1838,9 @@ main(void)
         cmocka_unit_test(test_expect_continue),
         cmocka_unit_test(test_limits_and_malformed),
         cmocka_unit_test(test_streamed_response),
+        cmocka_unit_test(test_coalesced_response),
+        cmocka_unit_test(test_stream_event_prompt),
+        cmocka_unit_test(test_start_length),
         cmocka_unit_test(test_backpressure),
         cmocka_unit_test(test_backpressure_pipelined),
         cmocka_unit_test(test_client_disconnect),

@@ -942,6 +942,333 @@ test_encode_appends(void **state)
     gw_buf_fini(&b);
 }
 
+/* ---- distributed mode: enrolment, deltas, heartbeats ---------------------- */
+
+static void
+test_hello_reply_enrolment(void **state)
+{
+    (void)state;
+    struct gw_msg in = {0}, out;
+    struct gw_buf b = GW_BUF_INIT;
+
+    in.type = GW_MSG_HELLO_REPLY;
+    in.u.hello_reply.nonce = gw_xmalloc(GW_WIRE_NONCE_LEN);
+    for (size_t i = 0; i < GW_WIRE_NONCE_LEN; i++)
+        in.u.hello_reply.nonce[i] = (uint8_t)(i * 7);
+    in.u.hello_reply.nonce_len = GW_WIRE_NONCE_LEN;
+    round_trip(&in, &out);
+    assert_int_equal(out.u.hello_reply.nonce_len, GW_WIRE_NONCE_LEN);
+    assert_memory_equal(out.u.hello_reply.nonce, in.u.hello_reply.nonce, GW_WIRE_NONCE_LEN);
+    assert_int_equal(out.u.hello_reply.authenticated, 0);
+    assert_null(out.u.hello_reply.push_url);
+    gw_msg_fini(&out);
+    gw_msg_fini(&in);
+
+    in.type = GW_MSG_HELLO_REPLY;
+    in.u.hello_reply.config_version = 17;
+    in.u.hello_reply.last_usage_seq = 9;
+    in.u.hello_reply.authenticated = 1;
+    in.u.hello_reply.push_url = gw_xstrdup("tls+tcp://hub.example:7601");
+    round_trip(&in, &out);
+    assert_int_equal(out.u.hello_reply.config_version, 17);
+    assert_int_equal(out.u.hello_reply.last_usage_seq, 9);
+    assert_int_equal(out.u.hello_reply.authenticated, 1);
+    assert_string_equal(out.u.hello_reply.push_url, "tls+tcp://hub.example:7601");
+    assert_null(out.u.hello_reply.nonce);
+    gw_msg_fini(&out);
+    gw_msg_fini(&in);
+
+    /* A nonce (or proof) over GW_WIRE_NONCE_MAX bytes is refused. */
+    in.type = GW_MSG_HELLO_REPLY;
+    in.u.hello_reply.nonce = gw_xcalloc(1, GW_WIRE_NONCE_MAX + 1);
+    in.u.hello_reply.nonce_len = GW_WIRE_NONCE_MAX + 1;
+    expect_decode_refused(&in);
+    gw_msg_fini(&in);
+    in.type = GW_MSG_HELLO;
+    in.u.hello.edge_id = gw_xstrdup("e");
+    in.u.hello.proof = gw_xcalloc(1, GW_WIRE_NONCE_MAX + 1);
+    in.u.hello.proof_len = GW_WIRE_NONCE_MAX + 1;
+    expect_decode_refused(&in);
+    gw_msg_fini(&in);
+    gw_buf_fini(&b);
+}
+
+static void
+test_hello_proof(void **state)
+{
+    (void)state;
+    static const uint8_t nonce[4] = {1, 2, 3, 4};
+    uint8_t a[GW_SHA256_LEN], b[GW_SHA256_LEN], want[GW_SHA256_LEN];
+    struct gw_buf msg = GW_BUF_INIT;
+
+    /* Exactly HMAC(secret, "aicarpool-hello\0" | nonce | edge_id). */
+    gw_buf_append(&msg, "aicarpool-hello", 16);
+    gw_buf_append(&msg, nonce, sizeof(nonce));
+    gw_buf_append_str(&msg, "edge-1");
+    gw_hmac_sha256("s3cret", 6, msg.data, msg.len, want);
+    gw_wire_hello_proof("s3cret", 6, nonce, sizeof(nonce), "edge-1", a);
+    assert_memory_equal(a, want, sizeof(want));
+    gw_wire_hello_proof("s3cret", 6, nonce, sizeof(nonce), "edge-2", b);
+    assert_memory_not_equal(a, b, sizeof(a));
+    gw_wire_hello_proof("s3creT", 6, nonce, sizeof(nonce), "edge-1", b);
+    assert_memory_not_equal(a, b, sizeof(a));
+    gw_buf_fini(&msg);
+}
+
+static void
+test_fetch_deltas_heartbeat(void **state)
+{
+    (void)state;
+    struct gw_msg in = {0}, out;
+
+    in.type = GW_MSG_FETCH_DELTAS;
+    in.u.fetch_deltas.edge_id = gw_xstrdup("edge-7");
+    in.u.fetch_deltas.from_version = 123456789012ULL;
+    round_trip(&in, &out);
+    assert_string_equal(out.u.fetch_deltas.edge_id, "edge-7");
+    assert_int_equal(out.u.fetch_deltas.from_version, 123456789012ULL);
+    gw_msg_fini(&out);
+    gw_msg_fini(&in);
+
+    in.type = GW_MSG_HEARTBEAT;
+    in.u.heartbeat.edge_id = gw_xstrdup("edge-7");
+    in.u.heartbeat.snapshot_version = 44;
+    in.u.heartbeat.snapshot_source = gw_xstrdup("disk");
+    in.u.heartbeat.requests_total = UINT64_MAX;
+    in.u.heartbeat.errors_total = 3;
+    in.u.heartbeat.usage_pending = 1000;
+    in.u.heartbeat.uptime_s = -1;
+    in.u.heartbeat.region = gw_xstrdup("ap-south");
+    in.u.heartbeat.version = gw_xstrdup("0.2.0");
+    round_trip(&in, &out);
+    assert_string_equal(out.u.heartbeat.edge_id, "edge-7");
+    assert_int_equal(out.u.heartbeat.snapshot_version, 44);
+    assert_string_equal(out.u.heartbeat.snapshot_source, "disk");
+    assert_true(out.u.heartbeat.requests_total == UINT64_MAX);
+    assert_int_equal(out.u.heartbeat.errors_total, 3);
+    assert_int_equal(out.u.heartbeat.usage_pending, 1000);
+    assert_int_equal(out.u.heartbeat.uptime_s, -1);
+    assert_string_equal(out.u.heartbeat.region, "ap-south");
+    assert_string_equal(out.u.heartbeat.version, "0.2.0");
+    gw_msg_fini(&out);
+    gw_msg_fini(&in);
+
+    in.type = GW_MSG_HEARTBEAT_ACK;
+    in.u.heartbeat_ack.config_version = 99;
+    round_trip(&in, &out);
+    assert_int_equal(out.u.heartbeat_ack.config_version, 99);
+    gw_msg_fini(&out);
+
+    /* Required edge_id missing: not encodable. */
+    struct gw_buf b = GW_BUF_INIT;
+    memset(&in, 0, sizeof(in));
+    in.type = GW_MSG_HEARTBEAT;
+    GW_FAIL(gw_wire_encode(&in, &b), GW_EINVAL);
+    in.type = GW_MSG_FETCH_DELTAS;
+    GW_FAIL(gw_wire_encode(&in, &b), GW_EINVAL);
+    gw_buf_fini(&b);
+}
+
+static void
+test_deltas(void **state)
+{
+    (void)state;
+    struct gw_msg in = {0}, out;
+    struct gw_wire_change *c;
+    static char *models[] = {(char *)"claude-x", (char *)"gpt-y"};
+    static uint64_t members[] = {4, 5, 6};
+    uint8_t cred[] = {'s', 'k', 0, 'z'};
+
+    in.type = GW_MSG_DELTAS;
+    in.u.deltas.from_version = 10;
+    in.u.deltas.to_version = 20;
+    in.u.deltas.n_changes = 10;
+    c = in.u.deltas.changes = calloc(10, sizeof(*c));
+    assert_non_null(c);
+    for (int i = 0; i < 10; i++)
+        c[i].version = 11 + (uint64_t)i;
+    c[0].kind = GW_CHANGE_KEY;
+    c[0].u.key.id = 1;
+    memset(c[0].u.key.key_hash, 0xAB, GW_SHA256_LEN);
+    c[0].u.key.group_id = 2;
+    c[0].u.key.enabled = 1;
+    c[0].u.key.rpm_limit = 60;
+    c[0].u.key.allowed_models = models;
+    c[0].u.key.n_allowed_models = 2;
+    c[1].kind = GW_CHANGE_GROUP;
+    c[1].u.group.id = 2;
+    c[1].u.group.name = (char *)"team";
+    c[1].u.group.mode = (char *)"pool";
+    c[1].u.group.pool_id = 8;
+    c[2].kind = GW_CHANGE_ACCOUNT;
+    c[2].u.account.id = 3;
+    c[2].u.account.name = (char *)"acct";
+    c[2].u.account.kind = (char *)"mock";
+    c[2].u.account.base_url = (char *)"http://x";
+    c[2].u.account.credential = cred;
+    c[2].u.account.credential_len = sizeof(cred);
+    c[2].u.account.enabled = 1;
+    c[2].u.account.cooldown_until_ms = 77;
+    c[3].kind = GW_CHANGE_POOL;
+    c[3].u.pool.id = 8;
+    c[3].u.pool.name = (char *)"p";
+    c[3].u.pool.account_ids = members;
+    c[3].u.pool.n_account_ids = 3;
+    c[4].kind = GW_CHANGE_BINDING;
+    c[4].u.binding.group_id = 2;
+    c[4].u.binding.account_id = 3;
+    c[5].kind = GW_CHANGE_KEY_REMOVED;
+    c[5].u.removed_id = 100;
+    c[6].kind = GW_CHANGE_ACCOUNT_REMOVED;
+    c[6].u.removed_id = 101;
+    c[7].kind = GW_CHANGE_GROUP_REMOVED;
+    c[7].u.removed_id = 102;
+    c[8].kind = GW_CHANGE_BINDING_REMOVED;
+    c[8].u.binding.group_id = 5;
+    c[8].u.binding.account_id = 6;
+    c[9].kind = GW_CHANGE_POOL_REMOVED;
+    c[9].u.removed_id = 103;
+    round_trip(&in, &out);
+    assert_int_equal(out.u.deltas.from_version, 10);
+    assert_int_equal(out.u.deltas.to_version, 20);
+    assert_int_equal(out.u.deltas.snapshot_required, 0);
+    assert_int_equal(out.u.deltas.n_changes, 10);
+    c = out.u.deltas.changes;
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(c[i].version, 11 + (uint64_t)i);
+    assert_int_equal(c[0].kind, GW_CHANGE_KEY);
+    assert_int_equal(c[0].u.key.rpm_limit, 60);
+    assert_int_equal(c[0].u.key.n_allowed_models, 2);
+    assert_string_equal(c[0].u.key.allowed_models[1], "gpt-y");
+    assert_int_equal(c[0].u.key.key_hash[31], 0xAB);
+    assert_int_equal(c[1].kind, GW_CHANGE_GROUP);
+    assert_string_equal(c[1].u.group.mode, "pool");
+    assert_int_equal(c[1].u.group.pool_id, 8);
+    assert_int_equal(c[2].kind, GW_CHANGE_ACCOUNT);
+    assert_int_equal(c[2].u.account.credential_len, sizeof(cred));
+    assert_memory_equal(c[2].u.account.credential, cred, sizeof(cred));
+    assert_int_equal(c[2].u.account.cooldown_until_ms, 77);
+    assert_int_equal(c[3].kind, GW_CHANGE_POOL);
+    assert_int_equal(c[3].u.pool.n_account_ids, 3);
+    assert_int_equal(c[3].u.pool.account_ids[2], 6);
+    assert_int_equal(c[4].kind, GW_CHANGE_BINDING);
+    assert_int_equal(c[4].u.binding.account_id, 3);
+    assert_int_equal(c[5].kind, GW_CHANGE_KEY_REMOVED);
+    assert_int_equal(c[5].u.removed_id, 100);
+    assert_int_equal(c[6].kind, GW_CHANGE_ACCOUNT_REMOVED);
+    assert_int_equal(c[6].u.removed_id, 101);
+    assert_int_equal(c[7].kind, GW_CHANGE_GROUP_REMOVED);
+    assert_int_equal(c[8].kind, GW_CHANGE_BINDING_REMOVED);
+    assert_int_equal(c[8].u.binding.group_id, 5);
+    assert_int_equal(c[8].u.binding.account_id, 6);
+    assert_int_equal(c[9].kind, GW_CHANGE_POOL_REMOVED);
+    assert_int_equal(c[9].u.removed_id, 103);
+    gw_msg_fini(&out);
+
+    /* A model list over the limit inside a change is refused like in a
+     * snapshot; an unknown kind cannot be encoded. */
+    in.u.deltas.changes[0].u.key.n_allowed_models = GW_WIRE_MODELS_MAX + 1;
+    {
+        char *many[GW_WIRE_MODELS_MAX + 1];
+        for (size_t i = 0; i <= GW_WIRE_MODELS_MAX; i++)
+            many[i] = (char *)"m";
+        in.u.deltas.changes[0].u.key.allowed_models = many;
+        expect_decode_refused(&in);
+    }
+    in.u.deltas.changes[0].u.key.n_allowed_models = 0;
+    in.u.deltas.changes[0].u.key.allowed_models = NULL;
+    in.u.deltas.changes[1].kind = GW_CHANGE_NONE;
+    {
+        struct gw_buf b = GW_BUF_INIT;
+        GW_FAIL(gw_wire_encode(&in, &b), GW_EINVAL);
+        gw_buf_fini(&b);
+    }
+    free(in.u.deltas.changes);
+
+    /* snapshot_required, no changes. */
+    memset(&in, 0, sizeof(in));
+    in.type = GW_MSG_DELTAS;
+    in.u.deltas.from_version = 1;
+    in.u.deltas.to_version = 500000;
+    in.u.deltas.snapshot_required = 1;
+    round_trip(&in, &out);
+    assert_int_equal(out.u.deltas.snapshot_required, 1);
+    assert_int_equal(out.u.deltas.n_changes, 0);
+    gw_msg_fini(&out);
+}
+
+static void
+put_varint(struct gw_buf *b, uint64_t v)
+{
+    uint8_t c;
+
+    do {
+        c = (uint8_t)(v & 0x7f);
+        v >>= 7;
+        if (v)
+            c |= 0x80;
+        gw_buf_append(b, &c, 1);
+    } while (v);
+}
+
+/* A Deltas frame of n key_removed changes, built by hand so the count can
+ * exceed what the encoder accepts. */
+static void
+deltas_frame(size_t n, struct gw_buf *out)
+{
+    struct gw_buf d = GW_BUF_INIT;
+    static const uint8_t change[] = {0x1a, 0x04, 0x08, 0x01, 0x38, 0x02};
+
+    gw_buf_append(&d, "\x08\x00\x10\x01", 4); /* from 0, to 1 */
+    for (size_t i = 0; i < n; i++)
+        gw_buf_append(&d, change, sizeof(change));
+    gw_buf_append(out, "\x4a", 1); /* Envelope.deltas = 9, length-delimited */
+    put_varint(out, d.len);
+    gw_buf_append(out, d.data, d.len);
+    gw_buf_fini(&d);
+}
+
+static void
+test_deltas_count_limit(void **state)
+{
+    (void)state;
+    struct gw_buf b = GW_BUF_INIT;
+    struct gw_msg out;
+
+    deltas_frame(GW_WIRE_CHANGES_MAX, &b);
+    GW_PASS(gw_wire_decode(b.data, b.len, MAX_FRAME, &out));
+    assert_int_equal(out.u.deltas.n_changes, GW_WIRE_CHANGES_MAX);
+    assert_int_equal(out.u.deltas.changes[0].kind, GW_CHANGE_KEY_REMOVED);
+    assert_int_equal(out.u.deltas.changes[0].u.removed_id, 2);
+    gw_msg_fini(&out);
+    gw_buf_reset(&b);
+    deltas_frame(GW_WIRE_CHANGES_MAX + 1, &b);
+    GW_FAIL(gw_wire_decode(b.data, b.len, MAX_FRAME, &out), GW_EPROTO);
+    gw_buf_fini(&b);
+}
+
+/* A small frame announcing a huge number of (empty) sub-messages is refused
+ * without allocating without bound. */
+static void
+test_decode_amplification(void **state)
+{
+    (void)state;
+    struct gw_buf b = GW_BUF_INIT, s = GW_BUF_INIT;
+    struct gw_msg out;
+    size_t n = 1u << 20;
+
+    gw_buf_append(&s, "\x08\x01", 2); /* version 1 */
+    for (size_t i = 0; i < n; i++)
+        gw_buf_append(&s, "\x2a\x00", 2); /* an empty Account */
+    gw_buf_append(&b, "\x22", 1);         /* Envelope.snapshot = 4 */
+    put_varint(&b, s.len);
+    gw_buf_append(&b, s.data, s.len);
+    GW_FAIL(gw_wire_decode(b.data, b.len, MAX_FRAME, &out), GW_EPROTO);
+    assert_int_equal(out.type, GW_MSG_NONE);
+    gw_buf_fini(&s);
+    gw_buf_fini(&b);
+}
+
 int
 main(void)
 {
@@ -963,6 +1290,12 @@ main(void)
         cmocka_unit_test(test_unknown_error_code),
         cmocka_unit_test(test_encode_missing_required),
         cmocka_unit_test(test_encode_appends),
+        cmocka_unit_test(test_hello_reply_enrolment),
+        cmocka_unit_test(test_hello_proof),
+        cmocka_unit_test(test_fetch_deltas_heartbeat),
+        cmocka_unit_test(test_deltas),
+        cmocka_unit_test(test_deltas_count_limit),
+        cmocka_unit_test(test_decode_amplification),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

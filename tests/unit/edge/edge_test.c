@@ -961,7 +961,8 @@ test_health_ready_notfound(void **state)
     resp_fini(&r);
     http_get("/readyz", &r);
     assert_int_equal(r.status, 200);
-    assert_string_equal(r.body.data, "{\"ready\":true,\"snapshot_version\":5}");
+    assert_string_equal(r.body.data,
+                        "{\"ready\":true,\"snapshot_version\":5,\"snapshot_source\":\"hub\"}");
     resp_fini(&r);
     {
         struct edge_stats st;

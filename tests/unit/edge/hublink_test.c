@@ -498,6 +498,7 @@ test_late_hub_and_stop_flush(void **state)
     make_cfg(&cfg, "inproc://hublink-test-late");
     cfg.poll_interval_ms = 60000; /* only the first fetch */
     cfg.usage_flush_ms = 60000;   /* deliveries must come from wake-ups */
+    cfg.usage_batch_max = 2;      /* a full batch wakes the link at once */
     GW_PASS(edge_hublink_new(&cfg, snap_cb, &sink, &link));
     /* The hub is not there yet: the dial keeps retrying in the background. */
     GW_PASS(edge_hublink_start(link));

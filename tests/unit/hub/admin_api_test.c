@@ -15,6 +15,7 @@
 #include "gw_buf.h"
 #include "gw_crypto.h"
 #include "gw_json.h"
+#include "hub_link.h"
 #include "keys.h"
 #include "store.h"
 
@@ -1480,6 +1481,180 @@ test_body_limit(void **state)
     resp_fini(&r);
 }
 
+/* ---- edges ---------------------------------------------------------------- */
+
+static const cJSON *
+edge_item(const cJSON *list, const char *id)
+{
+    const cJSON *items = cJSON_GetObjectItemCaseSensitive(list, "items");
+    const cJSON *it;
+
+    cJSON_ArrayForEach(it, items)
+    {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(it, "id");
+        if (cJSON_IsString(v) && strcmp(v->valuestring, id) == 0)
+            return it;
+    }
+    return NULL;
+}
+
+static int64_t
+now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static double
+jnum(const cJSON *o, const char *name)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
+
+    if (!cJSON_IsNumber(v))
+        fail_msg("no number %s", name);
+    return v->valuedouble;
+}
+
+static void
+test_edges(void **state)
+{
+    struct resp r;
+    char id[HUB_EDGE_ID_MAX + 1], id2[HUB_EDGE_ID_MAX + 1], secret[128], path[128];
+    struct hub_edge e;
+    struct gw_buf plain = GW_BUF_INIT, raw = GW_BUF_INIT;
+    struct gw_wire_heartbeat hb = {.snapshot_source = (char *)"hub", .version = (char *)"t"};
+    uint64_t v = 0;
+    const cJSON *it;
+
+    (void)state;
+    post("/api/edges", "{\"region\":\"eu\"}", "", &r);
+    expect_error(&r, 400, "invalid_request", "name");
+    resp_fini(&r);
+    post("/api/edges", "{\"name\":\"x\",\"colour\":1}", "", &r);
+    expect_error(&r, 400, "invalid_request", "colour");
+    resp_fini(&r);
+
+    post("/api/edges", "{\"name\":\"paris\",\"region\":\"eu-west\"}", "", &r);
+    expect_status(&r, 201);
+    snprintf(id, sizeof(id), "%s", jstr(r.json, "id"));
+    snprintf(secret, sizeof(secret), "%s", jstr(r.json, "secret"));
+    assert_string_equal(jstr(r.json, "name"), "paris");
+    assert_string_equal(jstr(r.json, "region"), "eu-west");
+    resp_fini(&r);
+    /* >= 32 random bytes, base64url. */
+    GW_PASS(gw_base64url_decode(secret, strlen(secret), &raw));
+    assert_true(raw.len >= 32);
+    gw_buf_fini(&raw);
+    assert_null(strpbrk(secret, "+/="));
+
+    /* Stored sealed under "edge-secret", never in the clear. */
+    GW_PASS(hub_store_edge_get(fx.store, id, &e));
+    assert_int_equal(e.trusted, 0);
+    assert_null(memmem(e.secret_sealed, e.secret_sealed_len, secret, strlen(secret)));
+    GW_PASS(hub_link_open_edge_secret(fx.master, e.secret_sealed, e.secret_sealed_len, &plain));
+    assert_int_equal(plain.len, strlen(secret));
+    assert_memory_equal(plain.data, secret, plain.len);
+    gw_buf_fini(&plain);
+    hub_edge_fini(&e);
+
+    post("/api/edges", "{\"name\":\"tokyo\"}", "", &r);
+    expect_status(&r, 201);
+    snprintf(id2, sizeof(id2), "%s", jstr(r.json, "id"));
+    assert_string_not_equal(id, id2);
+    resp_fini(&r);
+
+    /* Never seen: offline. Then two heartbeats 5 s apart: online, with
+     * rates; the other edge last heard 30 s ago: stale. */
+    http("GET", "/api/edges", NULL, 0, "", &r);
+    expect_status(&r, 200);
+    it = edge_item(r.json, id);
+    assert_non_null(it);
+    assert_string_equal(jstr(it, "status"), "offline");
+    assert_null(cJSON_GetObjectItemCaseSensitive(it, "secret"));
+    resp_fini(&r);
+
+    GW_PASS(hub_store_config_version(fx.store, &v));
+    hb.snapshot_version = v - 1;
+    hb.requests_total = 100;
+    hb.errors_total = 1;
+    GW_PASS(hub_store_edge_heartbeat(fx.store, id, &hb, now_ms() - 6000));
+    hb.requests_total = 200;
+    hb.errors_total = 11;
+    GW_PASS(hub_store_edge_heartbeat(fx.store, id, &hb, now_ms() - 1000));
+    GW_PASS(hub_store_edge_heartbeat(fx.store, id2, &hb, now_ms() - 30000));
+    http("GET", "/api/edges", NULL, 0, "", &r);
+    expect_status(&r, 200);
+    it = edge_item(r.json, id);
+    assert_non_null(it);
+    assert_string_equal(jstr(it, "status"), "online");
+    assert_string_equal(jstr(it, "region"), "eu-west");
+    assert_int_equal(jint(it, "lag"), 1);
+    assert_int_equal(jint(it, "snapshot_version"), (int64_t)v - 1);
+    assert_true(jint(it, "last_seen_ms") > 0);
+    assert_true(jnum(it, "requests_per_s") > 19.0 && jnum(it, "requests_per_s") < 21.0);
+    assert_true(jnum(it, "error_rate") > 0.09 && jnum(it, "error_rate") < 0.11);
+    assert_int_equal(jbool(it, "revoked"), 0);
+    it = edge_item(r.json, id2);
+    assert_non_null(it);
+    assert_string_equal(jstr(it, "status"), "stale");
+    resp_fini(&r);
+
+    /* Revocation. */
+    snprintf(path, sizeof(path), "/api/edges/%s", id);
+    http("DELETE", path, NULL, 0, "", &r);
+    expect_status(&r, 204);
+    resp_fini(&r);
+    http("DELETE", path, NULL, 0, "", &r);
+    expect_error(&r, 404, "not_found", id);
+    resp_fini(&r);
+    http("DELETE", "/api/edges/no-such-edge", NULL, 0, "", &r);
+    expect_error(&r, 404, "not_found", "no-such-edge");
+    resp_fini(&r);
+    http("DELETE", "/api/edges/bad%20id", NULL, 0, "", &r);
+    expect_status(&r, 404);
+    resp_fini(&r);
+    http("GET", "/api/edges", NULL, 0, "", &r);
+    it = edge_item(r.json, id);
+    assert_non_null(it);
+    assert_int_equal(jbool(it, "revoked"), 1);
+    resp_fini(&r);
+}
+
+/* DELETE /api/keys/{id} shows up in the change log as key_removed. */
+static void
+test_key_revoke_replicated(void **state)
+{
+    int64_t g = create_group("repl-g");
+    struct gw_wire_deltas d;
+    char body[128], path[64];
+    struct resp r;
+    uint64_t v = 0;
+    int64_t kid;
+    int found = 0;
+
+    (void)state;
+    snprintf(body, sizeof(body), "{\"group_id\":%lld,\"name\":\"gone\"}", (long long)g);
+    post("/api/keys", body, "", &r);
+    expect_status(&r, 201);
+    kid = jint(r.json, "id");
+    resp_fini(&r);
+    GW_PASS(hub_store_config_version(fx.store, &v));
+    snprintf(path, sizeof(path), "/api/keys/%lld", (long long)kid);
+    http("DELETE", path, NULL, 0, "", &r);
+    expect_status(&r, 204);
+    resp_fini(&r);
+    GW_PASS(hub_store_changes_since(fx.store, v, 100, &d));
+    assert_int_equal(d.to_version, v + 1);
+    for (size_t i = 0; i < d.n_changes; i++) {
+        if (d.changes[i].kind == GW_CHANGE_KEY_REMOVED &&
+            d.changes[i].u.removed_id == (uint64_t)kid)
+            found = 1;
+    }
+    assert_true(found);
+    hub_store_deltas_fini(&d);
+}
+
 int
 main(void)
 {
@@ -1500,6 +1675,8 @@ main(void)
         cmocka_unit_test(test_usage),
         cmocka_unit_test(test_status),
         cmocka_unit_test(test_body_limit),
+        cmocka_unit_test(test_edges),
+        cmocka_unit_test(test_key_revoke_replicated),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

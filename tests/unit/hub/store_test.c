@@ -1879,10 +1879,12 @@ test_mysql_migration_rerun(void **state)
     gid = make_group(fx->st, "kept");
     hub_store_close(fx->st);
     m = raw_mysql_connect(1);
-    raw_mysql_exec(m, "DELETE FROM schema_migrations WHERE version = 3");
+    raw_mysql_exec(m, "DELETE FROM schema_migrations WHERE version >= 3");
     mysql_close(m);
     fx->st = open_store(fx->dsn);
-    assert_int_equal(raw_scalar(fx, "SELECT MAX(version) FROM schema_migrations"), 3);
+    assert_true(raw_scalar(fx, "SELECT MAX(version) FROM schema_migrations") >= 3);
+    assert_int_equal(raw_scalar(fx, "SELECT COUNT(*) FROM schema_migrations"),
+                     raw_scalar(fx, "SELECT MAX(version) FROM schema_migrations"));
     {
         struct hub_group g;
 
@@ -1945,6 +1947,235 @@ test_mysql_reconnect(void **state)
 }
 #endif
 
+/* ---- replication and edges ---------------------------------------------- */
+
+static const struct gw_wire_change *
+find_change(const struct gw_wire_deltas *d, enum gw_change_kind kind, uint64_t id)
+{
+    for (size_t i = 0; i < d->n_changes; i++) {
+        const struct gw_wire_change *c = &d->changes[i];
+        uint64_t cid = 0;
+
+        if (c->kind != kind)
+            continue;
+        switch (kind) {
+        case GW_CHANGE_KEY:
+            cid = c->u.key.id;
+            break;
+        case GW_CHANGE_GROUP:
+            cid = c->u.group.id;
+            break;
+        case GW_CHANGE_ACCOUNT:
+            cid = c->u.account.id;
+            break;
+        case GW_CHANGE_POOL:
+            cid = c->u.pool.id;
+            break;
+        case GW_CHANGE_BINDING:
+        case GW_CHANGE_BINDING_REMOVED:
+            cid = c->u.binding.group_id << 32 | c->u.binding.account_id;
+            break;
+        default:
+            cid = c->u.removed_id;
+            break;
+        }
+        if (cid == id)
+            return c;
+    }
+    return NULL;
+}
+
+static void
+test_changes_since(void **state)
+{
+    struct fixture *fx = fx_get(state);
+    struct hub_store *st = fx->st;
+    struct gw_wire_deltas d;
+    struct hub_key_patch kp = {.fields = HUB_KEY_SET_RPM, .rpm_limit = 77};
+    struct hub_account_patch ap = {.fields = HUB_ACCOUNT_SET_PRIORITY, .priority = 9};
+    struct hub_key k;
+    struct hub_account a;
+    struct hub_pool pool;
+    const struct gw_wire_change *c;
+    uint8_t cred[] = {7, 8, 9};
+    uint64_t v0, v1, gid, aid, kid, kid2, pid;
+
+    v0 = version_of(st);
+    GW_PASS(hub_store_changes_since(st, v0, 100, &d));
+    assert_int_equal(d.from_version, v0);
+    assert_int_equal(d.to_version, v0);
+    assert_int_equal(d.n_changes, 0);
+    assert_int_equal(d.snapshot_required, 0);
+    hub_store_deltas_fini(&d);
+
+    gid = make_group(st, "rep");
+    aid = make_account(st, "rep-a", cred, sizeof(cred));
+    GW_PASS(hub_store_binding_create(st, gid, aid));
+    kid = make_key(st, gid, 501);
+    kid2 = make_key(st, gid, 502);
+    GW_PASS(hub_store_pool_create(st, "rep-pool", &pool));
+    pid = pool.id;
+    GW_PASS(hub_store_pool_add_account(st, pid, aid));
+    hub_pool_fini(&pool);
+    v1 = version_of(st);
+
+    /* Everything since v0: one change per entity, current state. */
+    GW_PASS(hub_store_changes_since(st, v0, 100, &d));
+    assert_int_equal(d.to_version, v1);
+    assert_int_equal(d.snapshot_required, 0);
+    assert_int_equal(d.n_changes, 6); /* group, account, binding, 2 keys, pool */
+    assert_non_null(find_change(&d, GW_CHANGE_GROUP, gid));
+    c = find_change(&d, GW_CHANGE_ACCOUNT, aid);
+    assert_non_null(c);
+    assert_int_equal(c->u.account.credential_len, sizeof(cred));
+    assert_memory_equal(c->u.account.credential, cred, sizeof(cred));
+    assert_non_null(find_change(&d, GW_CHANGE_BINDING, gid << 32 | aid));
+    assert_non_null(find_change(&d, GW_CHANGE_KEY, kid));
+    c = find_change(&d, GW_CHANGE_POOL, pid);
+    assert_non_null(c);
+    assert_int_equal(c->u.pool.n_account_ids, 1);
+    assert_int_equal(c->u.pool.account_ids[0], aid);
+    for (size_t i = 1; i < d.n_changes; i++)
+        assert_true(d.changes[i - 1].version < d.changes[i].version);
+    hub_store_deltas_fini(&d);
+
+    /* Update then revoke one key, update the account twice: merged to the
+     * latest state, revocation as key_removed. */
+    GW_PASS(hub_store_key_update(st, kid, &kp, &k));
+    hub_key_fini(&k);
+    GW_PASS(hub_store_key_update(st, kid2, &kp, &k));
+    hub_key_fini(&k);
+    GW_PASS(hub_store_key_revoke(st, kid2));
+    GW_PASS(hub_store_account_update(st, aid, &ap, &a));
+    hub_account_fini(&a);
+    ap.priority = 11;
+    GW_PASS(hub_store_account_update(st, aid, &ap, &a));
+    hub_account_fini(&a);
+    GW_PASS(hub_store_changes_since(st, v1, 100, &d));
+    assert_int_equal(d.from_version, v1);
+    assert_int_equal(d.to_version, v1 + 5);
+    assert_int_equal(d.n_changes, 3);
+    c = find_change(&d, GW_CHANGE_KEY, kid);
+    assert_non_null(c);
+    assert_int_equal(c->u.key.rpm_limit, 77);
+    assert_int_equal(c->version, v1 + 1);
+    c = find_change(&d, GW_CHANGE_KEY_REMOVED, kid2);
+    assert_non_null(c);
+    assert_int_equal(c->version, v1 + 3);
+    assert_null(find_change(&d, GW_CHANGE_KEY, kid2));
+    c = find_change(&d, GW_CHANGE_ACCOUNT, aid);
+    assert_non_null(c);
+    assert_int_equal(c->u.account.priority, 11);
+    assert_int_equal(c->version, v1 + 5);
+    hub_store_deltas_fini(&d);
+
+    /* More entries than max_changes, or a version from the future. */
+    GW_PASS(hub_store_changes_since(st, v0, 3, &d));
+    assert_int_equal(d.snapshot_required, 1);
+    assert_int_equal(d.n_changes, 0);
+    hub_store_deltas_fini(&d);
+    GW_PASS(hub_store_changes_since(st, v1 + 99, 100, &d));
+    assert_int_equal(d.snapshot_required, 1);
+    hub_store_deltas_fini(&d);
+    GW_FAIL(hub_store_changes_since(st, v0, 0, &d), GW_EINVAL);
+
+    /* Pruned history: too far behind. */
+    GW_PASS(hub_store_change_log_prune(st, 2));
+    GW_PASS(hub_store_changes_since(st, v1, 100, &d));
+    assert_int_equal(d.snapshot_required, 1);
+    hub_store_deltas_fini(&d);
+    GW_PASS(hub_store_changes_since(st, v1 + 3, 100, &d));
+    assert_int_equal(d.snapshot_required, 0);
+    assert_int_equal(d.n_changes, 1);
+    hub_store_deltas_fini(&d);
+}
+
+static void
+test_edges(void **state)
+{
+    struct fixture *fx = fx_get(state);
+    struct hub_store *st = fx->st;
+    struct hub_edge e, got, *list = NULL;
+    struct gw_wire_heartbeat hb = {.snapshot_version = 5,
+                                   .snapshot_source = (char *)"disk",
+                                   .requests_total = 100,
+                                   .errors_total = 4,
+                                   .usage_pending = 3,
+                                   .uptime_s = 60,
+                                   .region = (char *)"eu",
+                                   .version = (char *)"1.2.3"};
+    uint8_t sealed[40];
+    size_t n = 0;
+
+    memset(sealed, 0xA5, sizeof(sealed));
+    memset(&e, 0, sizeof(e));
+    snprintf(e.id, sizeof(e.id), "%s", "edge-abc");
+    snprintf(e.name, sizeof(e.name), "%s", "paris");
+    snprintf(e.region, sizeof(e.region), "%s", "eu-west");
+    e.secret_sealed = sealed;
+    e.secret_sealed_len = sizeof(sealed);
+    e.created_at = 1000;
+    GW_PASS(hub_store_edge_create(st, &e));
+    GW_FAIL(hub_store_edge_create(st, &e), GW_EEXIST);
+    e.secret_sealed = NULL;
+    snprintf(e.id, sizeof(e.id), "%s", "edge-nosecret");
+    GW_FAIL(hub_store_edge_create(st, &e), GW_EINVAL);
+    snprintf(e.id, sizeof(e.id), "%s", "bad id");
+    GW_FAIL(hub_store_edge_create(st, &e), GW_EINVAL);
+    memset(&e, 0, sizeof(e));
+    snprintf(e.id, sizeof(e.id), "%s", "local");
+    e.trusted = 1;
+    e.created_at = 2000;
+    GW_PASS(hub_store_edge_create(st, &e));
+
+    GW_PASS(hub_store_edge_get(st, "edge-abc", &got));
+    assert_string_equal(got.name, "paris");
+    assert_string_equal(got.region, "eu-west");
+    assert_int_equal(got.secret_sealed_len, sizeof(sealed));
+    assert_memory_equal(got.secret_sealed, sealed, sizeof(sealed));
+    assert_int_equal(got.trusted, 0);
+    assert_int_equal(got.revoked_at, 0);
+    assert_int_equal(got.last_seen_ms, 0);
+    hub_edge_fini(&got);
+    GW_FAIL(hub_store_edge_get(st, "nope", &got), GW_ENOTFOUND);
+
+    /* Two heartbeats: the first becomes prev_*. */
+    GW_PASS(hub_store_edge_heartbeat(st, "edge-abc", &hb, 50000));
+    hb.requests_total = 160;
+    hb.errors_total = 10;
+    GW_PASS(hub_store_edge_heartbeat(st, "edge-abc", &hb, 60000));
+    GW_FAIL(hub_store_edge_heartbeat(st, "nope", &hb, 60000), GW_ENOTFOUND);
+    GW_PASS(hub_store_edge_get(st, "edge-abc", &got));
+    assert_int_equal(got.requests_total, 160);
+    assert_int_equal(got.errors_total, 10);
+    assert_int_equal(got.prev_requests_total, 100);
+    assert_int_equal(got.prev_errors_total, 4);
+    assert_int_equal(got.prev_heartbeat_ms, 50000);
+    assert_int_equal(got.heartbeat_ms, 60000);
+    assert_int_equal(got.last_seen_ms, 60000);
+    assert_int_equal(got.snapshot_version, 5);
+    assert_string_equal(got.snapshot_source, "disk");
+    assert_string_equal(got.version, "1.2.3");
+    assert_int_equal(got.usage_pending, 3);
+    assert_string_equal(got.region, "eu-west"); /* the registered region stays */
+    hub_edge_fini(&got);
+
+    GW_PASS(hub_store_edge_list(st, &list, &n));
+    assert_int_equal(n, 2);
+    assert_string_equal(list[0].id, "edge-abc");
+    assert_string_equal(list[1].id, "local");
+    assert_int_equal(list[1].trusted, 1);
+    assert_null(list[1].secret_sealed);
+    hub_edges_free(list, n);
+
+    GW_PASS(hub_store_edge_revoke(st, "edge-abc"));
+    GW_FAIL(hub_store_edge_revoke(st, "edge-abc"), GW_ENOTFOUND);
+    GW_FAIL(hub_store_edge_revoke(st, "nope"), GW_ENOTFOUND);
+    GW_PASS(hub_store_edge_get(st, "edge-abc", &got));
+    assert_true(got.revoked_at > 0);
+    hub_edge_fini(&got);
+}
+
 int
 main(void)
 {
@@ -1971,6 +2202,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_snapshot_routing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_account_events_auth, setup, teardown),
         cmocka_unit_test_setup_teardown(test_account_events_cooldown, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_changes_since, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_edges, setup, teardown),
 #ifdef GW_WITH_MYSQL
         cmocka_unit_test_setup_teardown(test_mysql_reconnect, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mysql_migration_rerun, setup, teardown),
