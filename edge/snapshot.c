@@ -18,6 +18,9 @@
 
 #define SNAPSHOT_MAX_ITEMS ((size_t)1 << 31)
 
+/* The key array dominates the edge's memory at scale: keep the layout tight. */
+_Static_assert(sizeof(void *) != 8 || sizeof(struct edge_key) == 96, "struct edge_key has padding");
+
 struct edge_snapshot {
     atomic_uint_fast64_t refs;
     uint64_t version;

@@ -55,18 +55,20 @@ struct edge_group {
     size_t n_pool_accounts;
 };
 
+/* One per gateway key, a million of them at scale: fields are ordered so
+ * the struct has no padding (96 bytes on LP64). */
 struct edge_key {
     uint64_t id;
     uint8_t key_hash[GW_SHA256_LEN];
     uint64_t group_id;
     const struct edge_group *group; /* NULL when the group is not in the snapshot */
-    int enabled;
-    int64_t expires_at;         /* unix seconds, 0 = never */
+    int64_t expires_at;             /* unix seconds, 0 = never */
+    char **allowed_models;          /* n_allowed_models == 0 means any (NULL then) */
+    size_t n_allowed_models;
     uint32_t rpm_limit;         /* requests per minute, 0 = unlimited */
     uint32_t tpm_limit;         /* tokens per minute, 0 = unlimited */
     uint32_t concurrency_limit; /* 0 = unlimited */
-    char **allowed_models;      /* n_allowed_models == 0 means any */
-    size_t n_allowed_models;
+    int enabled;
 };
 
 /* Result of checking a presented key. */
