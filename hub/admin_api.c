@@ -1616,16 +1616,15 @@ static void
 binding_finish(struct api_job *job)
 {
     struct api_binding *j = (struct api_binding *)job;
-    char msg[96];
     cJSON *o;
 
     if (job->rv == GW_ENOTFOUND) {
-        if (j->missing != NULL)
-            snprintf(msg, sizeof(msg), "%s %" PRIu64 " not found", j->missing,
-                     strcmp(j->missing, "group") == 0 ? j->group_id : j->account_id);
+        if (j->missing != NULL && strcmp(j->missing, "group") == 0)
+            api_not_found(job->req, "group", j->group_id);
+        else if (j->missing != NULL)
+            api_not_found(job->req, "account", j->account_id);
         else
-            snprintf(msg, sizeof(msg), "group or account not found");
-        api_error(job->req, 404, "not_found", msg);
+            api_error(job->req, 404, "not_found", "group or account not found");
         return;
     }
     if (job->rv == GW_EEXIST) {
@@ -1658,7 +1657,7 @@ api_binding_create(struct hub_admin_api *api, struct gw_http_req *req, uint64_t 
     body = api_body_object(req);
     if (body == NULL)
         return;
-    rv = api_field_int(body, "account_id", 1, 0, 1, (INT64_C(1) << 53) - 1, &account_id, msg,
+    rv = api_field_int(body, "account_id", 1, 0, 1, API_ID_MAX, &account_id, msg,
                        sizeof(msg));
     cJSON_Delete(body);
     if (rv != GW_OK) {
