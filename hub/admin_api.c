@@ -1657,8 +1657,7 @@ api_binding_create(struct hub_admin_api *api, struct gw_http_req *req, uint64_t 
     body = api_body_object(req);
     if (body == NULL)
         return;
-    rv = api_field_int(body, "account_id", 1, 0, 1, API_ID_MAX, &account_id, msg,
-                       sizeof(msg));
+    rv = api_field_int(body, "account_id", 1, 0, 1, API_ID_MAX, &account_id, msg, sizeof(msg));
     cJSON_Delete(body);
     if (rv != GW_OK) {
         api_bad_request(req, msg);
